@@ -1,0 +1,35 @@
+//! flotilla-api: the bottom of the flotilla stack — what a resource *is*, independent of how it
+//! is stored or served.
+//!
+//! Objects travel through flotilla as JSON (`serde_json::Value`) so the apiserver can store and
+//! serve every kind the same way; typed views come from [`k8s_openapi`], re-exported here so
+//! that every crate agrees on one version of the Kubernetes types.
+//!
+//! - [`resource`]: the table of kinds the API serves (group, version, plural, scope).
+//! - [`meta`]: reading and writing `metadata` on untyped objects.
+//! - [`status`]: Kubernetes `Status` errors with the right code and reason.
+//! - [`validation`]: name rules and per-kind required fields, reported by field path.
+//! - [`defaults`]: the defaults Kubernetes fills in on create.
+//! - [`selector`]: label and field selectors.
+//!
+//! ```
+//! use flotilla_api::{resource, validation};
+//! let pods = resource::lookup("", "v1", "pods").unwrap();
+//! assert_eq!(pods.kind, "Pod");
+//! assert!(validation::dns1123_subdomain("hello").is_ok());
+//! ```
+
+pub mod defaults;
+pub mod meta;
+pub mod resource;
+pub mod selector;
+pub mod status;
+pub mod validation;
+
+pub use k8s_openapi;
+pub use status::{ApiStatus, Cause};
+
+/// The current time in the RFC 3339 form Kubernetes uses for timestamps (second precision).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

@@ -1,0 +1,228 @@
+//! Validation on create and update: names follow the DNS rules Kubernetes uses, each kind's
+//! required fields are present, and every problem is reported with its field path (422).
+
+use crate::resource::ResourceType;
+use crate::status::{ApiStatus, Cause};
+use serde_json::Value;
+use std::collections::HashSet;
+
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+
+/// A DNS-1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
+pub fn dns1123_label(value: &str) -> Result<(), String> {
+    if value.is_empty() || value.len() > DNS1123_LABEL_MAX || !label_chars_ok(value) {
+        return Err(format!(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc'), and be at most {DNS1123_LABEL_MAX} characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, ≤ 253 characters.
+pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
+    if value.is_empty()
+        || value.len() > DNS1123_SUBDOMAIN_MAX
+        || !value.split('.').all(label_chars_ok)
+    {
+        return Err(format!(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com'), and be at most {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
+    }
+    Ok(())
+}
+
+fn label_chars_ok(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn required(field: impl Into<String>) -> Cause {
+    Cause {
+        reason: "FieldValueRequired",
+        message: "Required value".into(),
+        field: field.into(),
+    }
+}
+
+fn invalid(field: impl Into<String>, value: &str, why: impl std::fmt::Display) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid",
+        message: format!("Invalid value: \"{value}\": {why}"),
+        field: field.into(),
+    }
+}
+
+fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Cause {
+    let supported: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+    Cause {
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "Unsupported value: \"{value}\": supported values: {}",
+            supported.join(", ")
+        ),
+        field: field.into(),
+    }
+}
+
+/// Checks an object about to be written. Returns a 422 naming every invalid field.
+pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus> {
+    let mut causes = Vec::new();
+    let name = crate::meta::name(object).unwrap_or_default();
+    if name.is_empty() {
+        causes.push(Cause {
+            message: "name or generateName is required".into(),
+            ..required("metadata.name")
+        });
+    } else {
+        let rule = if resource.kind == "Namespace" {
+            dns1123_label(name)
+        } else {
+            dns1123_subdomain(name)
+        };
+        if let Err(why) = rule {
+            causes.push(invalid("metadata.name", name, why));
+        }
+    }
+    validate_labels(object, &mut causes);
+    match resource.kind {
+        "Pod" => validate_pod(object, &mut causes),
+        "Event" => {
+            if object.get("involvedObject").is_none() {
+                causes.push(required("involvedObject"));
+            }
+        }
+        _ => {}
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiStatus::invalid(resource.kind, name, causes))
+    }
+}
+
+fn validate_labels(object: &Value, causes: &mut Vec<Cause>) {
+    for (key, value) in crate::meta::labels(object) {
+        let field = format!("metadata.labels.{key}");
+        let key_name = key.rsplit('/').next().unwrap_or_default();
+        if key_name.is_empty() || key_name.len() > 63 || !label_value_ok(key_name) {
+            causes.push(invalid(&field, &key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+        }
+        match value.as_str() {
+            Some(v) if v.is_empty() || (v.len() <= 63 && label_value_ok(v)) => {}
+            Some(v) => causes.push(invalid(&field, v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character")),
+            None => causes.push(invalid(&field, &value.to_string(), "label values must be strings")),
+        }
+    }
+}
+
+fn label_value_ok(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+fn validate_pod(pod: &Value, causes: &mut Vec<Cause>) {
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array);
+    let Some(containers) = containers.filter(|c| !c.is_empty()) else {
+        causes.push(required("spec.containers"));
+        return;
+    };
+    let mut seen = HashSet::new();
+    for (i, container) in containers.iter().enumerate() {
+        let field = format!("spec.containers[{i}]");
+        match container.get("name").and_then(Value::as_str) {
+            None | Some("") => causes.push(required(format!("{field}.name"))),
+            Some(name) => {
+                if let Err(why) = dns1123_label(name) {
+                    causes.push(invalid(format!("{field}.name"), name, why));
+                } else if !seen.insert(name.to_string()) {
+                    causes.push(Cause {
+                        reason: "FieldValueDuplicate",
+                        message: format!("Duplicate value: \"{name}\""),
+                        field: format!("{field}.name"),
+                    });
+                }
+            }
+        }
+        match container.get("image").and_then(Value::as_str) {
+            None | Some("") => causes.push(required(format!("{field}.image"))),
+            Some(_) => {}
+        }
+    }
+    if let Some(policy) = pod.pointer("/spec/restartPolicy").and_then(Value::as_str) {
+        const POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+        if !POLICIES.contains(&policy) {
+            causes.push(not_supported("spec.restartPolicy", policy, POLICIES));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::lookup;
+    use serde_json::json;
+
+    fn pods() -> &'static ResourceType {
+        lookup("", "v1", "pods").unwrap()
+    }
+
+    #[test]
+    fn names_follow_dns_rules() {
+        assert!(dns1123_subdomain("hello.world-1").is_ok());
+        for bad in ["", "Hello", "-a", "a-", "a_b", "a..b", &"x".repeat(254)] {
+            assert!(dns1123_subdomain(bad).is_err(), "{bad} accepted");
+        }
+        assert!(dns1123_label("a.b").is_err());
+        assert!(dns1123_label(&"x".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn pod_without_containers_names_the_field() {
+        let err = validate(pods(), &json!({"metadata": {"name": "p"}, "spec": {}})).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(err.causes[0].field, "spec.containers");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let pod = json!({
+            "metadata": {"name": "Bad_Name", "labels": {"app": "-x"}},
+            "spec": {"restartPolicy": "Sometimes", "containers": [
+                {"name": "a", "image": "hello"}, {"name": "a"}
+            ]}
+        });
+        let fields: Vec<String> = validate(pods(), &pod)
+            .unwrap_err()
+            .causes
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.name",
+                "metadata.labels.app",
+                "spec.containers[1].name",
+                "spec.containers[1].image",
+                "spec.restartPolicy"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_good_pod_passes() {
+        let pod = json!({"metadata": {"name": "hello", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "hello", "image": "hello"}]}});
+        assert!(validate(pods(), &pod).is_ok());
+    }
+}

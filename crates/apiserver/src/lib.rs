@@ -1,0 +1,111 @@
+//! flotilla-apiserver: the Kubernetes REST API over the flotilla store.
+//!
+//! Every client — kubectl, the flotilla CLI, the scheduler, node agents, controllers — reads and
+//! writes cluster state through this router; nothing reaches the store behind its back. Objects
+//! are handled as JSON for every kind alike: the path names a [`ResourceType`], the body is
+//! decoded, defaulted and validated, and the store gives it a revision that becomes its
+//! `resourceVersion`. Watches replay the store's history from the requested revision and then
+//! stream live, one JSON event per line.
+//!
+//! ```no_run
+//! # async fn demo(store: flotilla_store::Store) -> std::io::Result<()> {
+//! let state = flotilla_apiserver::ApiState::new(store, Some("secret-token".into()));
+//! let router = flotilla_apiserver::router(state);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:6443").await?;
+//! axum::serve(listener, router).await
+//! # }
+//! ```
+//!
+//! [`ResourceType`]: flotilla_api::resource::ResourceType
+
+mod auth;
+mod body;
+mod discovery;
+mod error;
+mod logs;
+mod objects;
+mod path;
+mod rest;
+mod table;
+mod watch;
+
+use axum::Router;
+use axum::routing::get;
+use flotilla_store::Store;
+use std::sync::Arc;
+
+pub use error::ApiError;
+
+/// Shared state of the router: the store and the credentials it accepts.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    token: Option<String>,
+    http: logs::NodeClient,
+}
+
+impl ApiState {
+    /// `token`: the bearer token every request (other than health checks) must carry; `None`
+    /// disables authentication.
+    pub fn new(store: Store, token: Option<String>) -> Self {
+        ApiState {
+            inner: Arc::new(Inner {
+                store,
+                token,
+                http: logs::NodeClient::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+/// The whole API as an axum router, separate from serving so tests and in-process clients can
+/// call it as a `tower::Service`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/livez", get(discovery::healthy))
+        .route("/readyz", get(discovery::healthy))
+        .route("/healthz", get(discovery::healthy))
+        .route("/version", get(discovery::version))
+        .route("/api", get(discovery::core_versions))
+        .route("/api/v1", get(discovery::core_resources))
+        .route("/apis", get(discovery::groups))
+        .fallback(rest::dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Logs every request at debug level with its outcome and duration.
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(%method, %uri, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+/// Namespaces every cluster starts with, as Kubernetes creates them.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the system namespaces if missing, so a new cluster can take objects at once.
+pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {
+    for name in SYSTEM_NAMESPACES {
+        objects::ensure_namespace(state, name).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,517 @@
+//! What each write does to an object: defaults, validation, immutable fields, optimistic
+//! concurrency, graceful deletion and binding. Every read-modify-write runs inside the store's
+//! writer (`Store::mutate`), so checks and write are atomic.
+
+use crate::ApiState;
+use crate::error::{ApiError, Result};
+use crate::path::ResourceRequest;
+use flotilla_api::resource::{self, ResourceType};
+use flotilla_api::{ApiStatus, defaults, meta, validation};
+use flotilla_store::{Mutation, Written};
+use serde_json::{Value, json};
+
+type Rejection = Box<dyn std::error::Error + Send + Sync>;
+
+fn reject(status: ApiStatus) -> Rejection {
+    Box::new(status)
+}
+
+/// Fills `kind`/`apiVersion` and checks that a body's type and namespace fit the URL.
+fn check_identity(request: &ResourceRequest, object: &mut Value) -> Result<()> {
+    let r = request.resource;
+    let api_version = r.api_version();
+    let body_kind = object.get("kind").and_then(Value::as_str).unwrap_or(r.kind);
+    let body_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(&api_version);
+    if body_kind != r.kind || body_version != api_version {
+        return Err(ApiError(ApiStatus::bad_request(format!(
+            "the object is a {body_kind} of {body_version}, but was sent to the {} endpoint of {api_version}",
+            r.plural
+        ))));
+    }
+    object["kind"] = json!(r.kind);
+    object["apiVersion"] = json!(api_version);
+    match (&request.namespace, meta::namespace(object).map(str::to_string)) {
+        (Some(url_ns), Some(body_ns)) if !body_ns.is_empty() && &body_ns != url_ns => {
+            Err(ApiError(ApiStatus::bad_request(format!(
+                "the namespace of the object ({body_ns}) does not match the namespace of the request ({url_ns})"
+            ))))
+        }
+        (Some(url_ns), _) => {
+            meta::set_meta(object, "namespace", url_ns.clone());
+            Ok(())
+        }
+        (None, _) => {
+            meta::metadata_mut(object).remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses writes into a namespace that does not exist or is being deleted.
+async fn check_namespace_open(state: &ApiState, namespace: &str) -> Result<()> {
+    let namespaces = resource::lookup("", "v1", "namespaces").expect("served");
+    match state.store().get(&namespaces.key("", namespace)).await? {
+        None => Err(ApiError(ApiStatus::not_found("", "namespaces", namespace))),
+        Some(ns) if meta::deletion_timestamp(&ns).is_some() => Err(ApiError(ApiStatus::forbidden(
+            format!("namespace {namespace} is being terminated; new objects cannot be created in it"),
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Creates an object (POST to a collection).
+pub async fn create(state: &ApiState, request: &ResourceRequest, mut object: Value, dry_run: bool) -> Result<Value> {
+    let r = request.resource;
+    check_identity(request, &mut object)?;
+    if meta::name(&object).is_none_or(str::is_empty)
+        && let Some(prefix) = meta::str_at(&object, &["metadata", "generateName"]).map(str::to_string)
+    {
+        meta::set_meta(&mut object, "name", format!("{prefix}{}", random_suffix()));
+    }
+    let metadata = meta::metadata_mut(&mut object);
+    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        metadata.remove(server_owned);
+    }
+    metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    metadata.insert("creationTimestamp".into(), json!(flotilla_api::now_rfc3339()));
+    metadata.insert("generation".into(), json!(1));
+    defaults::apply(r.kind, &mut object);
+    validation::validate(r, &object)?;
+    if r.namespaced {
+        check_namespace_open(state, request.key_namespace()).await?;
+    }
+    if dry_run {
+        return Ok(object);
+    }
+    let name = meta::name(&object).unwrap_or_default().to_string();
+    let key = r.key(request.key_namespace(), &name);
+    match state.store().create(&key, object).await {
+        Ok(written) => Ok(written.object.expect("create stores an object")),
+        Err(flotilla_store::Error::AlreadyExists { .. }) => {
+            Err(ApiError(ApiStatus::already_exists(r.group, r.plural, &name)))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Five characters from the alphabet Kubernetes uses for generated names (no vowels, so no words).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The object itself; `status` is kept when the kind has a status subresource.
+    Main,
+    /// Only `status` (the `/status` subresource).
+    Status,
+}
+
+/// Turns a desired object into the next stored version of `current`, enforcing
+/// resourceVersion preconditions and fields the client may not change.
+fn next_version(r: &ResourceType, part: Part, current: &Value, mut desired: Value) -> Result<Mutation, ApiStatus> {
+    let name = meta::name(current).unwrap_or_default().to_string();
+    if let Some(rv) = meta::resource_version(&desired).filter(|rv| !rv.is_empty())
+        && Some(rv) != meta::resource_version(current)
+    {
+        return Err(ApiStatus::conflict(
+            r.group,
+            r.plural,
+            &name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ));
+    }
+    if let Some(body_name) = meta::name(&desired)
+        && body_name != name
+    {
+        return Err(ApiStatus::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name in the URL ({name})"
+        )));
+    }
+    let mut next = match part {
+        Part::Status => {
+            let mut next = current.clone();
+            next["status"] = desired.get("status").cloned().unwrap_or(json!({}));
+            next
+        }
+        Part::Main => {
+            desired["kind"] = current["kind"].clone();
+            desired["apiVersion"] = current["apiVersion"].clone();
+            let metadata = meta::metadata_mut(&mut desired);
+            for owned in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match current["metadata"].get(owned) {
+                    Some(value) => metadata.insert(owned.into(), value.clone()),
+                    None => metadata.remove(owned),
+                };
+            }
+            if r.has_status() {
+                match current.get("status") {
+                    Some(status) => desired["status"] = status.clone(),
+                    None => {
+                        desired.as_object_mut().expect("object").remove("status");
+                    }
+                }
+            }
+            if spec_of(&desired) != spec_of(current) {
+                let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+                meta::metadata_mut(&mut desired).insert("generation".into(), json!(generation + 1));
+            }
+            desired
+        }
+    };
+    meta::set_meta(
+        &mut next,
+        "resourceVersion",
+        meta::resource_version(current).unwrap_or_default(),
+    );
+    validation::validate(r, &next)?;
+    if same_content(&next, current) {
+        return Ok(Mutation::Unchanged);
+    }
+    if meta::deletion_timestamp(&next).is_some() && finalizers(&next).is_empty() && r.kind != "Pod" {
+        return Ok(Mutation::Delete);
+    }
+    Ok(Mutation::Put(next))
+}
+
+/// Everything but metadata and status: what `generation` counts changes of.
+fn spec_of(object: &Value) -> Value {
+    let mut spec = object.clone();
+    if let Some(map) = spec.as_object_mut() {
+        map.remove("metadata");
+        map.remove("status");
+    }
+    spec
+}
+
+fn same_content(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        meta::metadata_mut(&mut v).remove("resourceVersion");
+        v
+    };
+    strip(a) == strip(b)
+}
+
+fn finalizers(object: &Value) -> Vec<Value> {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn object_of(written: Written) -> Value {
+    written.object.or(written.previous).unwrap_or(Value::Null)
+}
+
+fn not_found(request: &ResourceRequest) -> ApiStatus {
+    let r = request.resource;
+    ApiStatus::not_found(r.group, r.plural, request.name.as_deref().unwrap_or_default())
+}
+
+fn key_of(request: &ResourceRequest) -> String {
+    request
+        .resource
+        .key(request.key_namespace(), request.name.as_deref().unwrap_or_default())
+}
+
+/// Replaces an object (PUT), or its status.
+pub async fn replace(state: &ApiState, request: &ResourceRequest, part: Part, mut desired: Value) -> Result<Value> {
+    if part == Part::Main {
+        check_identity(request, &mut desired)?;
+    }
+    let r = request.resource;
+    let missing = not_found(request);
+    let written = state
+        .store()
+        .mutate(&key_of(request), move |current| match current {
+            None => Err(reject(missing)),
+            Some(current) => next_version(r, part, current, desired).map_err(reject),
+        })
+        .await?;
+    Ok(object_of(written))
+}
+
+/// The patch formats Kubernetes clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    /// Strategic merge patch, applied as a JSON merge patch: lists are replaced rather than
+    /// merged by key. Enough for labels, annotations, replicas and status updates.
+    StrategicMerge,
+}
+
+impl PatchType {
+    pub fn from_media_type(media_type: &str) -> Result<Self> {
+        match media_type {
+            "application/json-patch+json" => Ok(PatchType::Json),
+            "application/merge-patch+json" => Ok(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Ok(PatchType::StrategicMerge),
+            "application/apply-patch+yaml" => Err(ApiError(ApiStatus::unsupported_media_type(
+                "server-side apply is not supported yet; use `kubectl apply` without --server-side",
+            ))),
+            other => Err(ApiError(ApiStatus::unsupported_media_type(format!(
+                "the patch content type {other:?} is not supported; use application/merge-patch+json, application/json-patch+json or application/strategic-merge-patch+json"
+            )))),
+        }
+    }
+}
+
+fn apply_patch(current: &Value, patch_type: PatchType, patch: &[u8]) -> Result<Value, ApiStatus> {
+    let mut patched = current.clone();
+    match patch_type {
+        PatchType::Json => {
+            let patch: json_patch::Patch = serde_json::from_slice(patch)
+                .map_err(|e| ApiStatus::bad_request(format!("the JSON patch is malformed: {e}")))?;
+            json_patch::patch(&mut patched, &patch)
+                .map_err(|e| ApiStatus::invalid_patch(e.to_string()))?;
+        }
+        PatchType::Merge | PatchType::StrategicMerge => {
+            let patch: Value = serde_json::from_slice(patch)
+                .map_err(|e| ApiStatus::bad_request(format!("the merge patch is not valid JSON: {e}")))?;
+            json_patch::merge(&mut patched, &patch);
+        }
+    }
+    Ok(patched)
+}
+
+/// Applies a patch (PATCH) to an object or its status.
+pub async fn patch(state: &ApiState, request: &ResourceRequest, part: Part, patch_type: PatchType, body: Vec<u8>) -> Result<Value> {
+    let r = request.resource;
+    let missing = not_found(request);
+    let written = state
+        .store()
+        .mutate(&key_of(request), move |current| {
+            let current = current.ok_or_else(|| reject(missing))?;
+            let patched = apply_patch(current, patch_type, &body).map_err(reject)?;
+            next_version(r, part, current, patched).map_err(reject)
+        })
+        .await?;
+    Ok(object_of(written))
+}
+
+/// The parts of `DeleteOptions` flotilla honours.
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Deletes an object. A pod running on a node is deleted gracefully: it gets a
+/// `deletionTimestamp`, its node agent stops it and then removes it, as the kubelet does.
+pub async fn delete(state: &ApiState, request: &ResourceRequest, options: DeleteOptions) -> Result<Value> {
+    let r = request.resource;
+    if r.kind == "Namespace" {
+        return delete_namespace(state, request, options).await;
+    }
+    let node_exists = match state.store().get(&key_of(request)).await? {
+        Some(pod) if r.kind == "Pod" => match meta::str_at(&pod, &["spec", "nodeName"]) {
+            Some(node) => {
+                let nodes = resource::lookup("", "v1", "nodes").expect("served");
+                state.store().get(&nodes.key("", node)).await?.is_some()
+            }
+            None => false,
+        },
+        _ => false,
+    };
+    let missing = not_found(request);
+    let dry_run = options.dry_run;
+    let decide = move |current: Option<&Value>| -> Result<Mutation, Rejection> {
+        let current = current.ok_or_else(|| reject(missing))?;
+        check_preconditions(r, current, &options).map_err(reject)?;
+        if !finalizers(current).is_empty() {
+            if meta::deletion_timestamp(current).is_some() {
+                return Ok(Mutation::Unchanged);
+            }
+            let mut next = current.clone();
+            meta::set_meta(&mut next, "deletionTimestamp", flotilla_api::now_rfc3339());
+            meta::metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
+            return Ok(Mutation::Put(next));
+        }
+        if r.kind == "Pod" && node_exists && !is_terminal(current) {
+            let grace = options.grace_period_seconds.unwrap_or_else(|| {
+                current["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+            });
+            if grace > 0 {
+                if meta::deletion_timestamp(current).is_some() {
+                    return Ok(Mutation::Unchanged);
+                }
+                let mut next = current.clone();
+                let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                meta::set_meta(&mut next, "deletionTimestamp", deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                meta::metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(grace));
+                return Ok(Mutation::Put(next));
+            }
+        }
+        Ok(Mutation::Delete)
+    };
+    if dry_run {
+        let current = state.store().get(&key_of(request)).await?;
+        return match decide(current.as_ref()) {
+            Ok(_) => Ok(current.unwrap_or(Value::Null)),
+            Err(e) => Err(flotilla_store::Error::Rejected(e).into()),
+        };
+    }
+    let written = state.store().mutate(&key_of(request), decide).await?;
+    Ok(object_of(written))
+}
+
+fn is_terminal(pod: &Value) -> bool {
+    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+fn check_preconditions(r: &ResourceType, current: &Value, options: &DeleteOptions) -> Result<(), ApiStatus> {
+    let name = meta::name(current).unwrap_or_default();
+    if let Some(uid) = &options.precondition_uid
+        && Some(uid.as_str()) != meta::uid(current)
+    {
+        return Err(ApiStatus::conflict(r.group, r.plural, name, &format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+            meta::uid(current).unwrap_or_default()
+        )));
+    }
+    if let Some(rv) = &options.precondition_resource_version
+        && Some(rv.as_str()) != meta::resource_version(current)
+    {
+        return Err(ApiStatus::conflict(r.group, r.plural, name, &format!(
+            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+            meta::resource_version(current).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes a namespace and everything in it. The namespaces a cluster needs stay.
+async fn delete_namespace(state: &ApiState, request: &ResourceRequest, options: DeleteOptions) -> Result<Value> {
+    let name = request.name.clone().unwrap_or_default();
+    if crate::SYSTEM_NAMESPACES.contains(&name.as_str()) {
+        return Err(ApiError(ApiStatus::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        ))));
+    }
+    let key = key_of(request);
+    let current = state
+        .store()
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError(not_found(request)))?;
+    check_preconditions(request.resource, &current, &options)?;
+    if options.dry_run {
+        return Ok(current);
+    }
+    // Close the namespace first so nothing new lands in it while its contents go.
+    state
+        .store()
+        .mutate(&key, |current| {
+            let mut next = current.cloned().unwrap_or(Value::Null);
+            if meta::deletion_timestamp(&next).is_some() {
+                return Ok(Mutation::Unchanged);
+            }
+            meta::set_meta(&mut next, "deletionTimestamp", flotilla_api::now_rfc3339());
+            next["status"] = json!({"phase": "Terminating"});
+            Ok(Mutation::Put(next))
+        })
+        .await?;
+    for r in resource::RESOURCES.iter().filter(|r| r.namespaced) {
+        let (objects, _) = state.store().list(&r.namespace_prefix(&name)).await?;
+        for object in objects {
+            let key = r.key(&name, meta::name(&object).unwrap_or_default());
+            state.store().mutate(&key, |current| Ok(if current.is_some() { Mutation::Delete } else { Mutation::Unchanged })).await?;
+        }
+    }
+    let written = state.store().mutate(&key, |_| Ok(Mutation::Delete)).await?;
+    Ok(object_of(written))
+}
+
+/// Binds a pod to a node (`POST pods/{name}/binding`), as the scheduler does.
+pub async fn bind(state: &ApiState, request: &ResourceRequest, binding: Value) -> Result<Value> {
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError(ApiStatus::invalid(
+                "Binding",
+                request.name.as_deref().unwrap_or_default(),
+                vec![flotilla_api::Cause {
+                    reason: "FieldValueRequired",
+                    message: "Required value".into(),
+                    field: "target.name".into(),
+                }],
+            ))
+        })?
+        .to_string();
+    let r = request.resource;
+    let missing = not_found(request);
+    state
+        .store()
+        .mutate(&key_of(request), move |current| {
+            let current = current.ok_or_else(|| reject(missing))?;
+            let name = meta::name(current).unwrap_or_default();
+            if let Some(existing) = meta::str_at(current, &["spec", "nodeName"]) {
+                return Err(reject(ApiStatus::conflict(r.group, r.plural, name, &format!(
+                    "pod {name} is already assigned to node \"{existing}\""
+                ))));
+            }
+            if meta::deletion_timestamp(current).is_some() {
+                return Err(reject(ApiStatus::conflict(r.group, r.plural, name, "the pod is being deleted")));
+            }
+            let mut next = current.clone();
+            next["spec"]["nodeName"] = json!(node);
+            let conditions = next["status"]
+                .as_object_mut()
+                .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+            if let Some(Value::Array(conditions)) = conditions {
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(json!({
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastTransitionTime": flotilla_api::now_rfc3339(),
+                }));
+            }
+            Ok(Mutation::Put(next))
+        })
+        .await?;
+    Ok(flotilla_api::status::success())
+}
+
+/// Creates a namespace if it does not exist yet.
+pub async fn ensure_namespace(state: &ApiState, name: &str) -> Result<()> {
+    let namespaces = resource::lookup("", "v1", "namespaces").expect("served");
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": flotilla_api::now_rfc3339(),
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    });
+    match state.store().create(&namespaces.key("", name), object).await {
+        Ok(_) | Err(flotilla_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(other) => Err(other.into()),
+    }
+}

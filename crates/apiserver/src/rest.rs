@@ -1,0 +1,203 @@
+//! Routes every `/api/...` and `/apis/...` request to the verb it means.
+
+use crate::body;
+use crate::error::{ApiError, Result};
+use crate::objects::{self, DeleteOptions, Part, PatchType};
+use crate::path::{self, ResourceRequest, Target};
+use crate::{ApiState, discovery, logs, table, watch};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flotilla_api::ApiStatus;
+use flotilla_api::selector::{FieldSelector, LabelSelector};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Query parameters, by name.
+pub type Query = HashMap<String, String>;
+
+pub async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
+    match handle(state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(state: ApiState, request: Request) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    let query: Query = axum::extract::Query::<Query>::try_from_uri(&parts.uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError(ApiStatus::bad_request(format!("malformed query string: {e}"))))?;
+    let target = path::parse(parts.uri.path())?;
+    let request = match target {
+        Target::GroupVersion { group, version } => {
+            if flotilla_api::resource::groups().contains(&(group.as_str(), version.as_str())) {
+                return Ok(axum::Json(discovery::resource_list(&group, &version)).into_response());
+            }
+            return Err(ApiError(ApiStatus::no_route(parts.uri.path())));
+        }
+        Target::Resource(request) => request,
+    };
+    let headers = &parts.headers;
+    let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let sub = request.subresource.as_deref();
+    match (&parts.method, request.name.is_some(), sub) {
+        (&Method::GET, false, None) if flag("watch") => watch::serve(&state, &request, &query, headers).await,
+        (&Method::GET, false, None) => list(&state, &request, &query, headers).await,
+        (&Method::POST, false, None) => {
+            let object = decode(headers, body).await?;
+            let created = objects::create(&state, &request, object, dry_run).await?;
+            Ok(body::respond(headers, StatusCode::CREATED, &created))
+        }
+        (&Method::DELETE, false, None) => delete_collection(&state, &request, &query, headers).await,
+        (&Method::GET, true, Some("log")) => logs::serve(&state, &request, &query).await,
+        (&Method::POST, true, Some("binding")) => {
+            let binding = decode(headers, body).await?;
+            let status = objects::bind(&state, &request, binding).await?;
+            Ok(body::respond(headers, StatusCode::CREATED, &status))
+        }
+        (&Method::GET, true, None | Some("status")) => {
+            let object = get(&state, &request).await?;
+            Ok(render_one(&request, &query, headers, object))
+        }
+        (&Method::PUT, true, None | Some("status")) => {
+            let desired = decode(headers, body).await?;
+            let written = objects::replace(&state, &request, part(sub), desired).await?;
+            Ok(body::respond(headers, StatusCode::OK, &written))
+        }
+        (&Method::PATCH, true, None | Some("status")) => {
+            let patch_type = PatchType::from_media_type(&body::content_type(headers))?;
+            let patch = body::read(body).await?;
+            let written = objects::patch(&state, &request, part(sub), patch_type, patch.to_vec()).await?;
+            Ok(body::respond(headers, StatusCode::OK, &written))
+        }
+        (&Method::DELETE, true, None) => {
+            let options = delete_options(&query, body).await?;
+            let deleted = objects::delete(&state, &request, options).await?;
+            Ok(body::respond(headers, StatusCode::OK, &deleted))
+        }
+        (method, _, _) => Err(ApiError(ApiStatus::method_not_allowed(format!(
+            "{method} is not supported on {}",
+            parts.uri.path()
+        )))),
+    }
+}
+
+fn part(subresource: Option<&str>) -> Part {
+    if subresource == Some("status") { Part::Status } else { Part::Main }
+}
+
+async fn decode(headers: &HeaderMap, body: axum::body::Body) -> Result<Value> {
+    let bytes = body::read(body).await?;
+    body::decode_object(&bytes, &body::content_type(headers))
+}
+
+async fn get(state: &ApiState, request: &ResourceRequest) -> Result<Value> {
+    let r = request.resource;
+    let name = request.name.as_deref().unwrap_or_default();
+    state
+        .store()
+        .get(&r.key(request.key_namespace(), name))
+        .await?
+        .ok_or_else(|| ApiError(ApiStatus::not_found(r.group, r.plural, name)))
+}
+
+/// The label and field selectors of a list, watch or collection delete.
+pub struct Selectors {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Selectors {
+    pub fn from_query(query: &Query) -> Result<Self> {
+        let parse_error = |e: String| ApiError(ApiStatus::bad_request(format!("unable to parse requirement: {e}")));
+        Ok(Selectors {
+            labels: LabelSelector::parse(query.get("labelSelector").map_or("", |s| s)).map_err(parse_error)?,
+            fields: FieldSelector::parse(query.get("fieldSelector").map_or("", |s| s)).map_err(parse_error)?,
+        })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(object) && self.fields.matches(object)
+    }
+}
+
+async fn list(state: &ApiState, request: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response> {
+    let selectors = Selectors::from_query(query)?;
+    let (objects, revision) = state.store().list(&request.prefix()).await?;
+    let items: Vec<Value> = objects.into_iter().filter(|o| selectors.matches(o)).collect();
+    if table::wanted(headers) {
+        let rendered = table::render(request.resource, &items, revision, query);
+        return Ok(table::respond(rendered));
+    }
+    let r = request.resource;
+    // Kubernetes leaves `continue` empty when it returns everything, which flotilla always
+    // does: a server may ignore `limit`, and every client then reads a single page.
+    let list = json!({
+        "kind": format!("{}List", r.kind),
+        "apiVersion": r.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": items,
+    });
+    Ok(body::respond(headers, StatusCode::OK, &list))
+}
+
+fn render_one(request: &ResourceRequest, query: &Query, headers: &HeaderMap, object: Value) -> Response {
+    if table::wanted(headers) && request.subresource.is_none() {
+        let revision = flotilla_api::meta::resource_version(&object)
+            .and_then(flotilla_api::meta::parse_revision)
+            .unwrap_or(0);
+        return table::respond(table::render(request.resource, &[object], revision, query));
+    }
+    body::respond(headers, StatusCode::OK, &object)
+}
+
+async fn delete_options(query: &Query, body: axum::body::Body) -> Result<DeleteOptions> {
+    let bytes = body::read(body).await?;
+    let from_body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        body::decode_object(&bytes, "application/json")?
+    };
+    let grace = query
+        .get("gracePeriodSeconds")
+        .map(|g| {
+            g.parse::<i64>()
+                .map_err(|_| ApiError(ApiStatus::bad_request(format!("gracePeriodSeconds must be a number, not {g:?}"))))
+        })
+        .transpose()?
+        .or_else(|| from_body["gracePeriodSeconds"].as_i64());
+    let dry_run = query.get("dryRun").is_some_and(|v| v == "All")
+        || from_body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        precondition_uid: from_body.pointer("/preconditions/uid").and_then(Value::as_str).map(Into::into),
+        precondition_resource_version: from_body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(Into::into),
+        dry_run,
+    })
+}
+
+async fn delete_collection(state: &ApiState, request: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response> {
+    let selectors = Selectors::from_query(query)?;
+    let (objects, _) = state.store().list(&request.prefix()).await?;
+    let mut deleted = Vec::new();
+    for object in objects.iter().filter(|o| selectors.matches(o)) {
+        let one = ResourceRequest {
+            namespace: flotilla_api::meta::namespace(object).map(str::to_string),
+            name: flotilla_api::meta::name(object).map(str::to_string),
+            ..request.clone()
+        };
+        match objects::delete(state, &one, DeleteOptions::default()).await {
+            Ok(object) => deleted.push(object),
+            Err(ApiError(status)) if status.code == 404 => {}
+            Err(other) => return Err(other),
+        }
+    }
+    let r = request.resource;
+    let list = json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": {}, "items": deleted});
+    Ok(body::respond(headers, StatusCode::OK, &list))
+}

@@ -1,0 +1,155 @@
+//! `?watch=true`: one JSON event per line, from the requested revision on, for as long as the
+//! client stays (or `timeoutSeconds`).
+//!
+//! Without a resourceVersion (or with "0") the watch starts with a synthetic `ADDED` for every
+//! current object, as Kubernetes does; with one, it replays the store's history after that
+//! revision. A revision older than the kept history answers an `ERROR` event with a 410 Status,
+//! which tells informers to list again.
+
+use crate::error::{ApiError, Result};
+use crate::path::ResourceRequest;
+use crate::rest::{Query, Selectors};
+use crate::{ApiState, table};
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use flotilla_api::resource::ResourceType;
+use flotilla_api::{ApiStatus, meta};
+use flotilla_store::{Event, EventKind};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// How long a watch lasts when the client gives no `timeoutSeconds` (Kubernetes picks 30–60 min).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response> {
+    let selectors = Selectors::from_query(query)?;
+    let resource_version = query.get("resourceVersion").filter(|v| !v.is_empty());
+    let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
+    let timeout = match query.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse().map_err(|_| {
+            ApiError(ApiStatus::bad_request(format!("timeoutSeconds must be a whole number, not {t:?}")))
+        })?),
+        None => DEFAULT_TIMEOUT,
+    };
+    let prefix = request.prefix();
+    let (initial, from) = match resource_version.map(String::as_str) {
+        Some(rv) if rv != "0" && !send_initial => {
+            let revision = meta::parse_revision(rv).ok_or_else(|| {
+                ApiError(ApiStatus::bad_request(format!("resourceVersion must be a revision number, not {rv:?}")))
+            })?;
+            (Vec::new(), revision)
+        }
+        _ => {
+            let (objects, revision) = state.store().list(&prefix).await?;
+            let matching: Vec<Value> = objects.into_iter().filter(|o| selectors.matches(o)).collect();
+            (matching, revision)
+        }
+    };
+    let live = match state.store().watch(&prefix, from).await {
+        Ok(live) => live,
+        Err(flotilla_store::Error::Compacted { requested, oldest }) => {
+            let status = ApiStatus::gone(format!("too old resource version: {requested} ({oldest})"));
+            let line = encode("ERROR", &status.to_json());
+            return Ok(stream_response(futures::stream::iter([line]).boxed()));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let mut view = View {
+        resource: request.resource,
+        selectors,
+        visible: initial.iter().filter_map(object_key).collect(),
+        as_table: table::wanted(headers),
+        query: query.clone(),
+    };
+    let mut opening: Vec<Bytes> = initial.iter().map(|o| view.encode("ADDED", o)).collect();
+    if send_initial && query.get("allowWatchBookmarks").is_some_and(|v| v == "true") {
+        opening.push(encode("BOOKMARK", &bookmark(request.resource, from)));
+    }
+    let events = live
+        .map(move |item| match item {
+            Ok(event) => view.transition(&event),
+            Err(error) => {
+                tracing::info!(%error, "ending a watch that fell behind");
+                let status = ApiStatus::gone(format!("the watch fell behind the event stream ({error}); watch again from a newer resourceVersion"));
+                Some(encode("ERROR", &status.to_json()))
+            }
+        })
+        .filter_map(futures::future::ready)
+        .take_until(tokio::time::sleep(timeout));
+    Ok(stream_response(futures::stream::iter(opening).chain(events).boxed()))
+}
+
+/// The objects one watcher has been shown, so that an object leaving its selector reads as
+/// `DELETED` and one entering it as `ADDED`, as Kubernetes reports them.
+struct View {
+    resource: &'static ResourceType,
+    selectors: Selectors,
+    visible: HashSet<String>,
+    as_table: bool,
+    query: Query,
+}
+
+impl View {
+    fn transition(&mut self, event: &Event) -> Option<Bytes> {
+        let object = &*event.object;
+        let key = object_key(object)?;
+        let matches = self.selectors.matches(object);
+        let was_visible = self.visible.contains(&key);
+        let kind = match event.kind {
+            EventKind::Deleted => {
+                self.visible.remove(&key);
+                (matches || was_visible).then_some("DELETED")?
+            }
+            EventKind::Added | EventKind::Modified if matches => {
+                self.visible.insert(key);
+                if event.kind == EventKind::Added { "ADDED" } else { "MODIFIED" }
+            }
+            EventKind::Added | EventKind::Modified => {
+                self.visible.remove(&key);
+                was_visible.then_some("DELETED")?
+            }
+        };
+        Some(self.encode(kind, object))
+    }
+
+    fn encode(&self, kind: &str, object: &Value) -> Bytes {
+        if self.as_table {
+            let revision = meta::resource_version(object).and_then(meta::parse_revision).unwrap_or(0);
+            let rendered = table::render(self.resource, std::slice::from_ref(object), revision, &self.query);
+            encode(kind, &rendered)
+        } else {
+            encode(kind, object)
+        }
+    }
+}
+
+fn object_key(object: &Value) -> Option<String> {
+    Some(format!("{}/{}", meta::namespace(object).unwrap_or(""), meta::name(object)?))
+}
+
+fn bookmark(resource: &ResourceType, revision: u64) -> Value {
+    json!({
+        "kind": resource.kind,
+        "apiVersion": resource.api_version(),
+        "metadata": {
+            "resourceVersion": revision.to_string(),
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+    })
+}
+
+fn encode(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON values encode");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn stream_response(lines: futures::stream::BoxStream<'static, Bytes>) -> Response {
+    let body = Body::from_stream(lines.map(Ok::<_, Infallible>));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

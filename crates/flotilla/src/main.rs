@@ -1,0 +1,105 @@
+//! `flotilla`: the one binary — a whole cluster (`up`), a node agent that joins one (`node`),
+//! and everyday commands for people without kubectl (`apply`, `get`, `logs`, `delete`).
+
+mod objects;
+mod up;
+mod user;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "flotilla", version, about = "Kubernetes, rebuilt for WebAssembly")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a whole cluster in this process: apiserver, store, scheduler and node agents.
+    Up(up::UpArgs),
+    /// Run one node agent that joins the cluster a kubeconfig names.
+    Node(NodeArgs),
+    /// Create or update the objects in a YAML or JSON file (`-` for standard input).
+    Apply(user::ApplyArgs),
+    /// List objects, or show one.
+    Get(user::GetArgs),
+    /// Print what a pod's container wrote to stdout and stderr.
+    Logs(user::LogsArgs),
+    /// Delete an object.
+    Delete(user::DeleteArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// kubeconfig of the cluster to join (as written by `flotilla up`).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// The Node's name.
+    #[arg(long)]
+    name: String,
+    /// Where this node keeps container logs. Default: ./flotilla-node-NAME
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Directory where bare image names are found as NAME.wasm (repeatable).
+    #[arg(long = "modules")]
+    module_dirs: Vec<PathBuf>,
+    /// Address of the node's log endpoint (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => {
+            init_logging("info");
+            up::run(args).await
+        }
+        Command::Node(args) => {
+            init_logging("info");
+            run_node(args).await
+        }
+        Command::Apply(args) => {
+            init_logging("warn");
+            user::apply(args).await
+        }
+        Command::Get(args) => {
+            init_logging("warn");
+            user::get(args).await
+        }
+        Command::Logs(args) => {
+            init_logging("warn");
+            user::logs(args).await
+        }
+        Command::Delete(args) => {
+            init_logging("warn");
+            user::delete(args).await
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let client = flotilla_client::connect(Some(&args.kubeconfig)).await?;
+    let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from(format!("flotilla-node-{}", args.name)));
+    let mut config = flotilla_node::NodeConfig::new(args.name, data_dir);
+    config.module_dirs = up::module_dirs(args.module_dirs);
+    config.listen = args.listen;
+    flotilla_node::NodeAgent::new(client, config).run(up::shutdown_signal()).await
+}

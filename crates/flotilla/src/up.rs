@@ -1,0 +1,144 @@
+//! `flotilla up`: a whole cluster in one process.
+
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the store, the kubeconfig and node state live.
+    #[arg(long, default_value = "flotilla-data")]
+    data_dir: PathBuf,
+    /// Address of the API server.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// How many node agents to run in this process (0 is allowed: join nodes with `flotilla node`).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Directory where bare image names are found as NAME.wasm (repeatable).
+    /// Default: wasm-samples/modules, if it exists here.
+    #[arg(long = "modules")]
+    module_dirs: Vec<PathBuf>,
+}
+
+/// The module directories a node searches: those given, else the built samples of a checkout.
+pub fn module_dirs(given: Vec<PathBuf>) -> Vec<PathBuf> {
+    if !given.is_empty() {
+        return given.into_iter().map(|d| std::path::absolute(&d).unwrap_or(d)).collect();
+    }
+    let samples = PathBuf::from("wasm-samples/modules");
+    if samples.is_dir() {
+        vec![std::path::absolute(&samples).unwrap_or(samples)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// The cluster's bearer token: created once, then kept so restarts keep the same kubeconfig.
+fn load_or_create_token(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join("token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let bytes: [u8; 24] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let data_dir = std::path::absolute(&args.data_dir)?;
+    let store_path = data_dir.join("store.redb");
+    let store = flotilla_store::Store::open(&store_path, Default::default())
+        .await
+        .with_context(|| format!("opening the store {} (is another flotilla using it?)", store_path.display()))?;
+    tracing::info!(path = %store_path.display(), revision = store.revision(), "store open");
+    let token = load_or_create_token(&data_dir)?;
+    // kubectl (client-go) sends bearer tokens only over TLS, and the API is served over plain
+    // HTTP until TLS lands, so requests are not authenticated yet; the kubeconfig carries the
+    // token already so it keeps working once they are. Listen on loopback only meanwhile.
+    let state = flotilla_apiserver::ApiState::new(store.clone(), None);
+    flotilla_apiserver::bootstrap(&state).await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {}", e.0))?;
+    let router = flotilla_apiserver::router(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the API server to {} (is another cluster running? pick another with --listen)", args.listen))?;
+    let address = listener.local_addr()?;
+    let kubeconfig = data_dir.join("kubeconfig");
+    flotilla_client::kubeconfig::write(&kubeconfig, &format!("http://{address}"), &token)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let shutdown = until_stopped();
+        let router = router.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("serving the API")
+        }
+    });
+    let client = flotilla_client::in_process(router, Some(token));
+    tasks.spawn({
+        let scheduler = flotilla_scheduler::Scheduler::new(client.clone());
+        let shutdown = until_stopped();
+        async move { scheduler.run(shutdown).await }
+    });
+    let module_dirs = module_dirs(args.module_dirs);
+    for index in 1..=args.nodes {
+        let name = format!("node-{index}");
+        let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
+        config.module_dirs = module_dirs.clone();
+        let agent = flotilla_node::NodeAgent::new(client.clone(), config);
+        let shutdown = until_stopped();
+        tasks.spawn(async move { agent.run(shutdown).await });
+    }
+    println!("flotilla is up");
+    println!("  API server:  http://{address}");
+    println!("  kubeconfig:  {}", kubeconfig.display());
+    println!("  nodes:       {} in this process", args.nodes);
+    let dirs: Vec<String> = module_dirs.iter().map(|d| d.display().to_string()).collect();
+    println!("  modules:     {}", if dirs.is_empty() { "(none: use file:// images or --modules DIR)".into() } else { dirs.join(", ") });
+    println!("try: kubectl --kubeconfig {} get nodes", kubeconfig.display());
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        Some(finished) = tasks.join_next() => {
+            // A component that ends on its own is a failure of the whole cluster.
+            let _ = stop.send(true);
+            finished.context("a cluster component panicked")??;
+            anyhow::bail!("a cluster component stopped unexpectedly");
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(finished) = tasks.join_next().await {
+        if let Ok(Err(error)) = finished {
+            tracing::warn!(%error, "component stopped with an error");
+        }
+    }
+    store.close().await.context("closing the store")?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Resolving a container's `image` to the bytes of a Wasm module.
+//!
+//! - `file:///abs/path/app.wasm`: a file on the node;
+//! - `NAME`, `NAME:latest`: `NAME.wasm` in one of the node's module directories (`flotilla up`
+//!   points one at the built samples), so manifests work from any checkout location.
+
+use std::path::{Path, PathBuf};
+
+/// Why an image could not be fetched; becomes `ErrImagePull` with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("module file {path} could not be read: {source}")]
+    Unreadable { path: String, source: std::io::Error },
+    #[error("no module named {name:?} in the node's module directories ({searched}); build it (wasm-samples/build.sh) or use a file:///absolute/path.wasm image")]
+    NotFound { name: String, searched: String },
+    #[error("image {0:?} is not supported yet: use file:///absolute/path.wasm or a module name")]
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    module_dirs: Vec<PathBuf>,
+}
+
+impl Resolver {
+    pub fn new(module_dirs: Vec<PathBuf>) -> Self {
+        Resolver { module_dirs }
+    }
+
+    /// Reads the module an image names.
+    pub async fn fetch(&self, image: &str) -> Result<Vec<u8>, PullError> {
+        let path = self.locate(image)?;
+        tokio::fs::read(&path).await.map_err(|source| PullError::Unreadable {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    fn locate(&self, image: &str) -> Result<PathBuf, PullError> {
+        if let Some(path) = image.strip_prefix("file://") {
+            return Ok(PathBuf::from(path));
+        }
+        if image.contains("://") || image.contains('@') || image.contains('/') {
+            return Err(PullError::Unsupported(image.to_string()));
+        }
+        let name = match image.split_once(':') {
+            None => image,
+            Some((name, "latest")) => name,
+            Some(_) => return Err(PullError::Unsupported(image.to_string())),
+        };
+        let file = format!("{name}.wasm");
+        self.module_dirs
+            .iter()
+            .map(|dir| dir.join(&file))
+            .find(|candidate| Path::new(candidate).is_file())
+            .ok_or_else(|| PullError::NotFound {
+                name: name.to_string(),
+                searched: self
+                    .module_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_in_module_directories() {
+        let dir = std::env::temp_dir().join(format!("flotilla-images-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hello.wasm"), b"\0asm").unwrap();
+        let resolver = Resolver::new(vec![PathBuf::from("/nonexistent"), dir.clone()]);
+        assert_eq!(resolver.locate("hello").unwrap(), dir.join("hello.wasm"));
+        assert_eq!(resolver.locate("hello:latest").unwrap(), dir.join("hello.wasm"));
+        assert!(matches!(resolver.locate("nope"), Err(PullError::NotFound { .. })));
+        assert!(matches!(resolver.locate("hello:v2"), Err(PullError::Unsupported(_))));
+        assert_eq!(resolver.locate("file:///x/y.wasm").unwrap(), PathBuf::from("/x/y.wasm"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,209 @@
+//! flotilla-node: the node agent — flotilla's kubelet.
+//!
+//! It registers a Node and keeps it Ready with heartbeats, watches the pods bound to it (one
+//! list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that resolves
+//! its modules, runs every container in wasmtime ([`runtime`]) with only its declared args and
+//! env, restarts them as `restartPolicy` says, and reports status through the API. What the
+//! guests write to stdout and stderr goes to per-container log files that the apiserver reads
+//! through this agent's log endpoint (`/containerLogs/...`), as it does from a kubelet.
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
+//! let config = flotilla_node::NodeConfig::new("node-1", "/var/lib/flotilla/node-1".into());
+//! flotilla_node::NodeAgent::new(client, config).run(std::future::pending()).await
+//! # }
+//! ```
+
+mod images;
+mod logs;
+mod pod;
+mod quantity;
+mod registration;
+pub mod runtime;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a node agent is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The Node's name.
+    pub name: String,
+    /// Where logs and other per-pod state live.
+    pub data_dir: PathBuf,
+    /// Directories where bare image names (`hello`, `hello:latest`) are found as `NAME.wasm`.
+    pub module_dirs: Vec<PathBuf>,
+    /// Address of the log endpoint; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// How often the Node's Ready condition is renewed.
+    pub heartbeat: Duration,
+}
+
+impl NodeConfig {
+    pub fn new(name: impl Into<String>, data_dir: PathBuf) -> Self {
+        NodeConfig {
+            name: name.into(),
+            data_dir,
+            module_dirs: Vec::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct NodeAgent {
+    client: Client,
+    config: NodeConfig,
+}
+
+impl NodeAgent {
+    pub fn new(client: Client, config: NodeConfig) -> Self {
+        NodeAgent { client, config }
+    }
+
+    /// Runs the node until `shutdown` completes. Pods keep their last reported status; a
+    /// restarted agent picks them up again.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let NodeAgent { client, config } = self;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the node data directory {}", config.data_dir.display()))?;
+        let runtime = runtime::Runtime::new().context("starting the wasmtime engine")?;
+        let log_store = logs::LogStore::new(config.data_dir.join("pods"));
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the node log endpoint on {}", config.listen))?;
+        let log_address = listener.local_addr()?;
+        let log_server = tokio::spawn(logs::serve(listener, log_store.clone()));
+        let _log_server = AbortOnDrop(log_server);
+        registration::register(&client, &config.name, log_address).await?;
+        let heartbeat = tokio::spawn(registration::heartbeat(
+            client.clone(),
+            config.name.clone(),
+            log_address,
+            config.heartbeat,
+        ));
+        let _heartbeat = AbortOnDrop(heartbeat);
+        tracing::info!(node = %config.name, logs = %log_address, "node agent ready");
+
+        let context = pod::PodContext {
+            client: client.clone(),
+            runtime,
+            images: images::Resolver::new(config.module_dirs.clone()),
+            logs: log_store,
+            recorder: flotilla_client::events::Recorder::new(client.clone(), "kubelet", Some(config.name.clone())),
+        };
+        let mut supervisor = Supervisor { context, workers: HashMap::new(), seen_in_relist: HashSet::new() };
+        let pods: Api<Pod> = Api::all(client.clone());
+        let selector = format!("spec.nodeName={}", config.name);
+        let events = watcher(pods, watcher::Config::default().fields(&selector)).default_backoff();
+        futures::pin_mut!(events, shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                event = events.next() => match event {
+                    Some(Ok(event)) => supervisor.handle(event).await,
+                    Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
+                    None => break,
+                },
+            }
+        }
+        tracing::info!(node = %config.name, "node agent stopping");
+        supervisor.stop_all().await;
+        Ok(())
+    }
+}
+
+/// Aborts a background task when the agent stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps one worker per pod bound to this node, in step with the watch.
+struct Supervisor {
+    context: pod::PodContext,
+    workers: HashMap<String, pod::Worker>,
+    seen_in_relist: HashSet<String>,
+}
+
+impl Supervisor {
+    async fn handle(&mut self, event: watcher::Event<Pod>) {
+        match event {
+            watcher::Event::Apply(pod) => self.apply(pod).await,
+            watcher::Event::Delete(pod) => self.stop(&uid(&pod)).await,
+            watcher::Event::Init => self.seen_in_relist.clear(),
+            watcher::Event::InitApply(pod) => {
+                self.seen_in_relist.insert(uid(&pod));
+                self.apply(pod).await;
+            }
+            watcher::Event::InitDone => {
+                // Pods deleted while the watch was down get no Delete event: drop their workers.
+                let gone: Vec<String> = self
+                    .workers
+                    .keys()
+                    .filter(|uid| !self.seen_in_relist.contains(*uid))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    self.stop(&uid).await;
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, pod: Pod) {
+        let uid = uid(&pod);
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.stop(&uid).await;
+            self.finish_deletion(&pod).await;
+            return;
+        }
+        if self.workers.contains_key(&uid) || pod::is_finished(&pod) {
+            return;
+        }
+        tracing::info!(pod = %pod.name_any(), namespace = %pod.namespace().unwrap_or_default(), "starting pod");
+        let worker = pod::Worker::start(self.context.clone(), pod);
+        self.workers.insert(uid, worker);
+    }
+
+    async fn stop(&mut self, uid: &str) {
+        if let Some(worker) = self.workers.remove(uid) {
+            worker.stop().await;
+        }
+    }
+
+    /// The pod's containers are stopped: remove it for good, as the kubelet does once a
+    /// graceful deletion has run its course.
+    async fn finish_deletion(&self, pod: &Pod) {
+        let api: Api<Pod> = Api::namespaced(self.context.client.clone(), &pod.namespace().unwrap_or_default());
+        let params = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+        match api.delete(&pod.name_any(), &params).await {
+            Ok(_) => tracing::info!(pod = %pod.name_any(), "pod stopped and deleted"),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => tracing::warn!(pod = %pod.name_any(), %error, "could not finish deleting the pod"),
+        }
+        self.context.logs.forget_pod(&uid(pod));
+    }
+
+    async fn stop_all(&mut self) {
+        for (_, worker) in self.workers.drain() {
+            worker.stop().await;
+        }
+    }
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_else(|| pod.name_any())
+}

@@ -1,0 +1,576 @@
+//! The node agent's WebAssembly engine: compiles pod images once and runs them as sandboxed
+//! WASI programs.
+//!
+//! A pod's container image resolves to the bytes of a core Wasm module built for WASI preview 1
+//! (`wasm32-wasip1`). [`Runtime::prepare`] compiles those bytes once per sha256 digest and keeps
+//! the result, already linked against WASI, as a [`PreparedModule`]; [`Runtime::run`] then
+//! instantiates it in a fresh, isolated store and runs its `_start` to completion, reporting
+//! how it ended as an [`ExitOutcome`] that the pod worker turns into container status.
+//!
+//! ```no_run
+//! # async fn example(wasm: Vec<u8>, log: std::fs::File) -> anyhow::Result<()> {
+//! use flotilla_node::runtime::{ExitOutcome, RunSpec, Runtime};
+//!
+//! let runtime = Runtime::new()?;
+//! let module = runtime.prepare(wasm).await?;
+//! let outcome = runtime
+//!     .run(
+//!         &module,
+//!         RunSpec {
+//!             program_name: "hello".into(),
+//!             args: vec![],
+//!             env: vec![("GREETING".into(), "hi".into())],
+//!             stdout: log,
+//!             memory_limit_bytes: Some(64 << 20),
+//!         },
+//!     )
+//!     .await;
+//! assert_eq!(outcome, ExitOutcome::Exited(0));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design
+//!
+//! - **One engine, one linker.** Every pod on the node shares one [`Engine`] and one WASI
+//!   [`Linker`]; each run gets its own [`Store`] and WASI context, so pods share nothing at run
+//!   time. The WASI context is built from the [`RunSpec`] alone: the guest sees its declared
+//!   args and env, an empty stdin, stdout and stderr going to its log file, and no host files,
+//!   host environment or network.
+//! - **Compile once.** Compiled modules are cached in memory by the digest of their bytes, as
+//!   [`InstancePre`]s, so starting another pod of the same image only instantiates.
+//!   Concurrent `prepare` calls for the same bytes share one compilation. The cache is not
+//!   evicted yet: a node keeps every distinct image it has run until the agent restarts.
+//! - **No thread per pod.** Guests run on the caller's tokio runtime with wasmtime's async
+//!   support. Epoch interruption makes every guest yield back to tokio on every epoch tick
+//!   (about 10 ms), so a busy-looping pod cannot starve the others, and dropping the future of
+//!   [`Runtime::run`] stops the guest at its next yield.
+//! - **The epoch ticker is an OS thread, not a tokio task.** A tokio task would run on the
+//!   same workers as the guests: with every worker busy in a compute-bound guest, the ticker
+//!   task never gets polled, the epoch never advances, and the guests never yield — the very
+//!   starvation the ticker exists to prevent. One sleeping thread per node costs nothing and
+//!   cannot be starved that way. It stops when the last clone of the [`Runtime`] is dropped.
+//! - **On-demand instance allocation, not the pooling allocator.** The pooling allocator
+//!   reserves a fixed number of slots of a fixed maximum size when the engine is created, so
+//!   it would have to reserve address space for 10,000+ pods up front, each slot as large as
+//!   the largest pod memory we allow; and pods beyond the pool size would fail to start. The
+//!   on-demand allocator maps each instance's memory when it starts (tens of microseconds,
+//!   small next to the rest of a pod start) and only touched pages become resident, which
+//!   keeps idle pods cheap (see `benches/runtime_bench.rs`). Memory images are still
+//!   copy-on-write (wasmtime's `memory_init_cow`), so instantiation does not copy data
+//!   segments.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, WasmBacktrace,
+    WasmBacktraceDetails,
+};
+use wasmtime_wasi::cli::OutputFile;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+/// How often the engine's epoch advances, which is how often a running guest yields to tokio.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Modules at least this large are hashed on a blocking thread rather than inline.
+const HASH_INLINE_MAX: usize = 1 << 20;
+
+/// The most table elements a guest may grow a table to. Tables live outside linear memory,
+/// so the memory limit does not cover them; 1M elements is 8 MiB of host memory.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// How many frames of a trap's wasm backtrace go into [`ExitOutcome::Trapped`].
+const TRAP_BACKTRACE_FRAMES: usize = 8;
+
+/// The node's WebAssembly engine. Cheap to clone: clones share the engine, the WASI linker,
+/// the module cache and the epoch ticker (everything lives behind one `Arc`).
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Arc<Linker<PodState>>,
+    /// Compiled modules by digest. A cell that is still empty is a compilation in progress,
+    /// which later callers for the same digest wait on instead of compiling again.
+    cache: Mutex<HashMap<String, Arc<OnceCell<PreparedModule>>>>,
+    /// Dropping this disconnects the ticker thread's channel, which ends the thread.
+    _ticker: mpsc::Sender<()>,
+}
+
+/// A compiled module, linked against WASI and ready to instantiate. Cheap to clone.
+///
+/// Only the [`Runtime`] that prepared it (or a clone of that runtime) can run it.
+#[derive(Clone)]
+pub struct PreparedModule {
+    pre: InstancePre<PodState>,
+    digest: Arc<str>,
+}
+
+impl std::fmt::Debug for PreparedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedModule")
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedModule {
+    /// The module's content digest, `sha256:<64 hex digits>`, as in image references.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// Why a module could not be prepared. The message is meant for the pod's status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    /// The bytes are not a WebAssembly binary at all (no `\0asm` magic), e.g. an HTML error
+    /// page, a text-format `.wat` file or a native executable.
+    #[error("not a WebAssembly module: {0}")]
+    NotWasm(String),
+    /// The bytes claim to be WebAssembly but fail to decode, validate or compile, or the
+    /// module is not a WASI command (it has no `_start` function to run).
+    #[error("invalid WebAssembly module: {0}")]
+    Invalid(String),
+    /// Valid WebAssembly that this node cannot run: a component, or a module whose imports
+    /// are not all provided (only WASI preview 1, `wasi_snapshot_preview1`, is).
+    #[error("unsupported WebAssembly: {0}")]
+    Unsupported(String),
+}
+
+/// Everything a single run of a module needs from the pod spec.
+#[derive(Debug)]
+pub struct RunSpec {
+    /// `argv[0]`, usually the container name.
+    pub program_name: String,
+    /// `argv[1..]`, the container's args.
+    pub args: Vec<String>,
+    /// The complete environment the guest sees; nothing is inherited from the host.
+    pub env: Vec<(String, String)>,
+    /// The container's log file; the guest's stdout and stderr are both appended to it, in
+    /// the order they are written. Open it in append mode.
+    pub stdout: std::fs::File,
+    /// Cap on the guest's linear memory, in bytes. A `memory.grow` past it fails, which for
+    /// most guests ends in [`ExitOutcome::OutOfMemory`]. `None` leaves only Wasm's own limit.
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExitOutcome {
+    /// The guest called WASI `proc_exit` with this code, or returned from `_start` (code 0).
+    Exited(i32),
+    /// The guest trapped (or instantiating it failed); `message` is wasmtime's description
+    /// of the trap followed by the first frames of the wasm backtrace.
+    Trapped {
+        /// What went wrong, for the container's termination message.
+        message: String,
+    },
+    /// The guest was refused memory beyond [`RunSpec::memory_limit_bytes`] and then failed.
+    OutOfMemory {
+        /// The limit, what the guest asked for, and how it failed.
+        message: String,
+    },
+}
+
+/// The per-run store data: the guest's WASI context and its memory limiter.
+struct PodState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Enforces [`RunSpec::memory_limit_bytes`] and remembers whether it ever refused a grow, so
+/// that the trap that usually follows (a Rust guest aborts when allocation fails) can be
+/// reported as out-of-memory rather than as an unexplained trap.
+struct MemoryLimiter {
+    limit: Option<usize>,
+    /// The size, in bytes, of the first linear-memory growth that was refused.
+    refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if self.limit.is_some_and(|limit| desired > limit) {
+            self.refused.get_or_insert(desired);
+            // Refuse rather than trap: `memory.grow` returns -1 and the guest may cope.
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+impl Runtime {
+    /// Creates the engine, the WASI linker and the epoch ticker thread.
+    ///
+    /// Does not need a tokio runtime itself, but [`prepare`](Self::prepare) and
+    /// [`run`](Self::run) must be awaited inside one.
+    pub fn new() -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // Symbolicating traps from DWARF would make every compile parse debug info, and the
+        // default lets an environment variable change it; frames still show function names
+        // from the name section when a module has one.
+        config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        // wasmtime 48 has its own error type, which converts into `anyhow::Error` but does not
+        // implement `std::error::Error`, so anyhow's `context` needs the conversion first.
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut PodState| &mut state.wasi)
+            .map_err(anyhow::Error::from)
+            .context("adding WASI preview 1 to the linker")?;
+
+        let ticker = spawn_epoch_ticker(engine.clone()).context("starting the epoch ticker")?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker: Arc::new(linker),
+                cache: Mutex::new(HashMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Compiles `wasm`, or returns the module already compiled from the same bytes.
+    ///
+    /// Compilation runs on tokio's blocking pool, since it can take from milliseconds to
+    /// seconds of CPU. The result is linked against WASI, so a module whose imports cannot be
+    /// satisfied is rejected here ([`PrepareError::Unsupported`]) rather than when a pod
+    /// starts; likewise a module with no `_start` ([`PrepareError::Invalid`]). Failures are
+    /// not cached.
+    pub async fn prepare(&self, wasm: Vec<u8>) -> Result<PreparedModule, PrepareError> {
+        check_header(&wasm)?;
+        let (digest, wasm) = if wasm.len() < HASH_INLINE_MAX {
+            (digest_of(&wasm), wasm)
+        } else {
+            tokio::task::spawn_blocking(move || (digest_of(&wasm), wasm))
+                .await
+                .expect("hashing a module panicked")
+        };
+
+        let cell = self
+            .inner
+            .cache
+            .lock()
+            .expect("module cache poisoned")
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        let result = cell
+            .get_or_try_init(|| self.compile(digest.clone(), wasm))
+            .await
+            .cloned();
+        if result.is_err() {
+            // Drop the empty cell, unless another caller has since filled it.
+            let mut cache = self.inner.cache.lock().expect("module cache poisoned");
+            if cache.get(&digest).is_some_and(|c| c.get().is_none()) {
+                cache.remove(&digest);
+            }
+        }
+        result
+    }
+
+    /// Compiles and links a module on the blocking pool.
+    async fn compile(&self, digest: String, wasm: Vec<u8>) -> Result<PreparedModule, PrepareError> {
+        let engine = self.inner.engine.clone();
+        let linker = Arc::clone(&self.inner.linker);
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let module = Module::from_binary(&engine, &wasm)
+                .map_err(|e| PrepareError::Invalid(format!("{e:#}")))?;
+            check_is_command(&module)?;
+            let pre = linker.instantiate_pre(&module).map_err(|e| {
+                PrepareError::Unsupported(format!(
+                    "{e:#} (this node provides only WASI preview 1, `wasi_snapshot_preview1`)"
+                ))
+            })?;
+            Ok(PreparedModule {
+                pre,
+                digest: digest.into(),
+            })
+        })
+        .await
+        .expect("compiling a module panicked");
+        match &result {
+            Ok(m) => {
+                tracing::debug!(digest = m.digest(), elapsed = ?started.elapsed(), "compiled module")
+            }
+            Err(e) => tracing::debug!(error = %e, "module rejected"),
+        }
+        result
+    }
+
+    /// How many compiled modules the cache holds.
+    pub fn cached_modules(&self) -> usize {
+        let cache = self.inner.cache.lock().expect("module cache poisoned");
+        cache.values().filter(|cell| cell.initialized()).count()
+    }
+
+    /// Runs the module's `_start` in a new, isolated instance until the guest exits, returns
+    /// or traps.
+    ///
+    /// To stop a guest, drop the returned future: the guest yields to tokio at least every
+    /// epoch tick (about 10 ms), even in a busy loop, and dropping the future at a yield
+    /// tears the instance down. The future is `Send`, so it can be spawned.
+    ///
+    /// # Panics
+    ///
+    /// If `module` was prepared by an unrelated [`Runtime`].
+    pub async fn run(&self, module: &PreparedModule, spec: RunSpec) -> ExitOutcome {
+        assert!(
+            Engine::same(module.pre.module().engine(), &self.inner.engine),
+            "module {} was prepared by a different Runtime",
+            module.digest
+        );
+        let RunSpec {
+            program_name,
+            args,
+            env,
+            stdout,
+            memory_limit_bytes,
+        } = spec;
+
+        // One `OutputFile` (an `Arc<File>`) serves both streams: they share the file's append
+        // position, and a pod costs one file descriptor for its log rather than two.
+        let log = OutputFile::new(stdout);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.clone())
+            .stderr(log)
+            .arg(&program_name)
+            .args(&args)
+            .envs(&env)
+            .build_p1();
+        let limit = memory_limit_bytes.map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
+        let mut store = Store::new(
+            &self.inner.engine,
+            PodState {
+                wasi,
+                limiter: MemoryLimiter {
+                    limit,
+                    refused: None,
+                },
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        // Yield to tokio on every tick, and come back for one more tick of work.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let result = async {
+            let instance = module.pre.instantiate_async(&mut store).await?;
+            // `prepare` checked that `_start` exists with this type.
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        }
+        .await;
+        let refused = store.data().limiter.refused;
+        outcome_of(result, limit, refused)
+    }
+}
+
+/// Turns how `_start` ended into an [`ExitOutcome`].
+fn outcome_of(
+    result: wasmtime::Result<()>,
+    limit: Option<usize>,
+    refused: Option<usize>,
+) -> ExitOutcome {
+    let error = match result {
+        Ok(()) => return ExitOutcome::Exited(0),
+        Err(error) => error,
+    };
+    if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
+        return ExitOutcome::Exited(*code);
+    }
+    let message = describe_failure(&error);
+    // A refused grow followed by a failure is the guest running out of memory: Rust's
+    // allocator, for one, aborts (traps) when the heap cannot grow. A guest that copes with
+    // the refusal and exits normally was handled above.
+    match (limit, refused) {
+        (Some(limit), Some(desired)) => {
+            // The backtrace of an allocator's abort says nothing the limit doesn't.
+            let failure = message.lines().next().unwrap_or_default();
+            ExitOutcome::OutOfMemory {
+                message: format!(
+                    "memory limit of {limit} bytes exceeded: the guest asked to grow its \
+                     linear memory to {desired} bytes and was refused, then failed with \
+                     {failure}"
+                ),
+            }
+        }
+        _ => ExitOutcome::Trapped { message },
+    }
+}
+
+/// A one-paragraph description of a trap (or host error) with the top of its wasm backtrace.
+fn describe_failure(error: &wasmtime::Error) -> String {
+    let mut message = match error.downcast_ref::<Trap>() {
+        // Displays as "wasm trap: <what happened>".
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    if let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() {
+        let frames = backtrace.frames();
+        message.push_str("\nwasm backtrace:");
+        for (i, frame) in frames.iter().take(TRAP_BACKTRACE_FRAMES).enumerate() {
+            let _ = write!(message, "\n  {i:>2}: ");
+            if let Some(offset) = frame.module_offset() {
+                let _ = write!(message, "{offset:#x} ");
+            }
+            match frame.func_name() {
+                Some(name) => message.push_str(name),
+                None => {
+                    let _ = write!(message, "<wasm function {}>", frame.func_index());
+                }
+            }
+        }
+        if frames.len() > TRAP_BACKTRACE_FRAMES {
+            let _ = write!(
+                message,
+                "\n  … {} more frames",
+                frames.len() - TRAP_BACKTRACE_FRAMES
+            );
+        }
+    }
+    message
+}
+
+/// Rejects bytes that are not a core Wasm module before wasmtime sees them, with a message
+/// that says what they are instead.
+fn check_header(wasm: &[u8]) -> Result<(), PrepareError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if !wasm.starts_with(MAGIC) {
+        let what = if wasm.is_empty() {
+            "the file is empty".to_string()
+        } else if wasm.starts_with(b"\x7fELF") {
+            "it is an ELF file; precompiled or native binaries cannot be run".to_string()
+        } else if wasm.trim_ascii_start().starts_with(b"(") {
+            "it looks like the WebAssembly text format; compile it to a binary first".to_string()
+        } else {
+            let shown = &wasm[..wasm.len().min(4)];
+            format!("missing \\0asm magic, the file starts with {shown:02x?}")
+        };
+        return Err(PrepareError::NotWasm(what));
+    }
+    // The four bytes after the magic are a version and a layer; layer 1 is a component.
+    if wasm.get(6..8) == Some(&[1, 0]) {
+        return Err(PrepareError::Unsupported(
+            "WebAssembly components are not supported yet; build for wasm32-wasip1 to get a \
+             core module"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A pod runs a WASI command: it must export `_start` as a function of no arguments and no
+/// results. Refusing anything else at prepare time turns "the pod never ran" into an image
+/// error with a reason, instead of a trap at start.
+fn check_is_command(module: &Module) -> Result<(), PrepareError> {
+    match module.get_export("_start") {
+        Some(wasmtime::ExternType::Func(ty))
+            if ty.params().len() == 0 && ty.results().len() == 0 =>
+        {
+            Ok(())
+        }
+        Some(other) => Err(PrepareError::Invalid(format!(
+            "`_start` must be a function with no parameters or results, found {other:?}"
+        ))),
+        None if module.get_export("_initialize").is_some() => Err(PrepareError::Invalid(
+            "the module is a WASI reactor (it exports `_initialize`, not `_start`); pods need \
+             a command with a `_start` function"
+                .into(),
+        )),
+        None => Err(PrepareError::Invalid(
+            "the module has no `_start` function to run; build it as a WASI command (a binary \
+             crate for wasm32-wasip1)"
+                .into(),
+        )),
+    }
+}
+
+fn digest_of(wasm: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(wasm))
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] on a dedicated thread until the returned
+/// sender is dropped. See the module docs for why this is not a tokio task.
+fn spawn_epoch_ticker(engine: Engine) -> std::io::Result<mpsc::Sender<()>> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("flotilla-epoch".into())
+        .spawn(move || {
+            // Nothing is ever sent: the loop ends when the sender is dropped (Disconnected).
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                engine.increment_epoch();
+            }
+        })?;
+    Ok(stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_checks_name_what_the_bytes_are() {
+        let not_wasm = |bytes: &[u8]| match check_header(bytes) {
+            Err(PrepareError::NotWasm(message)) => message,
+            other => panic!("expected NotWasm, got {other:?}"),
+        };
+        assert!(not_wasm(b"").contains("empty"));
+        assert!(not_wasm(b"\x7fELF\x02\x01").contains("ELF"));
+        assert!(not_wasm(b"  (module)").contains("text format"));
+        assert!(not_wasm(b"<html>").contains("missing \\0asm magic"));
+
+        let component = b"\0asm\x0d\0\x01\0";
+        assert!(matches!(
+            check_header(component),
+            Err(PrepareError::Unsupported(m)) if m.contains("components are not supported")
+        ));
+        assert_eq!(check_header(b"\0asm\x01\0\0\0"), Ok(()));
+    }
+
+    #[test]
+    fn outcome_without_refusal_is_a_trap_and_with_refusal_is_oom() {
+        let trap = || Err(wasmtime::Error::new(Trap::UnreachableCodeReached));
+        assert!(matches!(
+            outcome_of(trap(), Some(1 << 20), None),
+            ExitOutcome::Trapped { message } if message.contains("unreachable")
+        ));
+        assert!(matches!(
+            outcome_of(trap(), Some(1 << 20), Some(2 << 20)),
+            ExitOutcome::OutOfMemory { message } if message.contains("1048576")
+        ));
+        assert_eq!(
+            outcome_of(Err(I32Exit(4).into()), None, None),
+            ExitOutcome::Exited(4)
+        );
+        assert_eq!(outcome_of(Ok(()), None, None), ExitOutcome::Exited(0));
+    }
+}

@@ -1,0 +1,400 @@
+//! `flotilla_node::runtime`: the sample guests run end to end, and bad images are rejected
+//! with the right error.
+
+use std::time::Duration;
+
+use flotilla_node::runtime::{ExitOutcome, PrepareError, PreparedModule, RunSpec, Runtime};
+use sha2::Digest as _;
+
+use crate::{Log, sample};
+
+fn spec(name: &str, args: &[&str], log: &Log) -> RunSpec {
+    RunSpec {
+        program_name: name.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+        stdout: log.file(),
+        memory_limit_bytes: None,
+    }
+}
+
+async fn prepare(runtime: &Runtime, name: &str) -> PreparedModule {
+    runtime
+        .prepare(sample(name))
+        .await
+        .unwrap_or_else(|e| panic!("preparing {name}: {e}"))
+}
+
+#[tokio::test]
+async fn hello_writes_stdout_and_stderr_to_the_log_and_exits_0() {
+    let runtime = Runtime::new().unwrap();
+    let hello = prepare(&runtime, "hello").await;
+    let log = Log::new();
+
+    let outcome = runtime.run(&hello, spec("hello", &[], &log)).await;
+
+    assert_eq!(outcome, ExitOutcome::Exited(0));
+    let output = log.contents();
+    assert!(output.contains("Hello from flotilla!\n"), "log: {output:?}");
+    assert!(
+        output.contains("This line also goes to stdout.\n"),
+        "log: {output:?}"
+    );
+    assert!(
+        output.contains("And this one goes to stderr.\n"),
+        "log: {output:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_run_is_a_fresh_instance_and_appends_to_the_log() {
+    let runtime = Runtime::new().unwrap();
+    let hello = prepare(&runtime, "hello").await;
+    let log = Log::new();
+
+    for _ in 0..3 {
+        assert_eq!(
+            runtime.run(&hello, spec("hello", &[], &log)).await,
+            ExitOutcome::Exited(0)
+        );
+    }
+
+    assert_eq!(log.contents().matches("Hello from flotilla!").count(), 3);
+}
+
+#[tokio::test]
+async fn proc_exit_code_is_the_exit_code() {
+    let runtime = Runtime::new().unwrap();
+    let exit_code = prepare(&runtime, "exit-code").await;
+
+    let log = Log::new();
+    let outcome = runtime
+        .run(&exit_code, spec("exit-code", &["7"], &log))
+        .await;
+    assert_eq!(outcome, ExitOutcome::Exited(7));
+    assert!(
+        log.contents().contains("exiting with 7"),
+        "log: {:?}",
+        log.contents()
+    );
+
+    let outcome = runtime.run(&exit_code, spec("exit-code", &[], &log)).await;
+    assert_eq!(outcome, ExitOutcome::Exited(3), "the sample's default code");
+}
+
+#[tokio::test]
+async fn guest_sees_exactly_its_declared_args_and_env() {
+    let runtime = Runtime::new().unwrap();
+    let env_args = prepare(&runtime, "env-args").await;
+    let log = Log::new();
+    // Proof that the host has an environment for the guest to (not) inherit: cargo sets this
+    // for every test process.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+
+    let spec = RunSpec {
+        env: vec![
+            ("GREETING".into(), "hello world".into()),
+            ("EMPTY".into(), String::new()),
+        ],
+        ..spec("env-args", &["one", "two words", "--flag=3"], &log)
+    };
+    let outcome = runtime.run(&env_args, spec).await;
+
+    assert_eq!(outcome, ExitOutcome::Exited(0));
+    let lines: Vec<String> = log.contents().lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "arg[0]=env-args",
+            "arg[1]=one",
+            "arg[2]=two words",
+            "arg[3]=--flag=3",
+            "env GREETING=hello world",
+            "env EMPTY=",
+        ],
+        "the guest saw more or less than it was given"
+    );
+    for (name, _) in std::env::vars() {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(&format!("env {name}="))),
+            "host variable {name} leaked into the guest"
+        );
+    }
+}
+
+#[tokio::test]
+async fn trap_is_reported_with_its_message_and_backtrace() {
+    let runtime = Runtime::new().unwrap();
+    let trap = prepare(&runtime, "trap").await;
+    let log = Log::new();
+
+    let outcome = runtime.run(&trap, spec("trap", &[], &log)).await;
+
+    let ExitOutcome::Trapped { message } = outcome else {
+        panic!("expected a trap, got {outcome:?}");
+    };
+    assert!(
+        message.starts_with("wasm trap: wasm `unreachable` instruction executed"),
+        "message: {message}"
+    );
+    assert!(
+        message.contains("wasm backtrace:\n   0: "),
+        "message: {message}"
+    );
+    assert!(
+        log.contents().contains("about to trap"),
+        "output before the trap is kept"
+    );
+}
+
+#[tokio::test]
+async fn growing_memory_past_the_limit_is_out_of_memory() {
+    let runtime = Runtime::new().unwrap();
+    let hog = prepare(&runtime, "memory-hog").await;
+    let log = Log::new();
+
+    let spec = RunSpec {
+        memory_limit_bytes: Some(16 << 20),
+        ..spec("memory-hog", &["64"], &log)
+    };
+    let outcome = runtime.run(&hog, spec).await;
+
+    let ExitOutcome::OutOfMemory { message } = outcome else {
+        panic!("expected OutOfMemory, got {outcome:?}");
+    };
+    assert!(
+        message.contains("memory limit of 16777216 bytes exceeded"),
+        "message: {message}"
+    );
+    let output = log.contents();
+    assert!(output.contains("allocated 8 MiB"), "log: {output:?}");
+    assert!(
+        !output.contains("allocated 16 MiB"),
+        "the limit was not enforced: {output:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_within_the_limit_is_fine() {
+    let runtime = Runtime::new().unwrap();
+    let hog = prepare(&runtime, "memory-hog").await;
+    let log = Log::new();
+
+    let spec = RunSpec {
+        memory_limit_bytes: Some(64 << 20),
+        ..spec("memory-hog", &["16"], &log)
+    };
+    let outcome = runtime.run(&hog, spec).await;
+
+    assert_eq!(outcome, ExitOutcome::Exited(0), "log: {:?}", log.contents());
+    assert!(log.contents().contains("done: holding 16 MiB"));
+}
+
+#[tokio::test]
+async fn ticker_stops_when_its_future_is_dropped() {
+    let runtime = Runtime::new().unwrap();
+    let ticker = prepare(&runtime, "ticker").await;
+    let log = Log::new();
+
+    let run = runtime.run(&ticker, spec("ticker", &["20"], &log));
+    let result = tokio::time::timeout(Duration::from_millis(500), run).await;
+
+    assert!(result.is_err(), "the ticker ended on its own: {result:?}");
+    let output = log.contents();
+    assert!(output.starts_with("tick 1\ntick 2\n"), "log: {output:?}");
+    // The future is gone, so the guest must be too: its log stops growing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        log.contents(),
+        output,
+        "the guest kept running after it was dropped"
+    );
+}
+
+#[tokio::test]
+async fn ticker_with_a_tick_limit_exits_0() {
+    let runtime = Runtime::new().unwrap();
+    let ticker = prepare(&runtime, "ticker").await;
+    let log = Log::new();
+
+    let outcome = runtime
+        .run(&ticker, spec("ticker", &["1", "3"], &log))
+        .await;
+
+    assert_eq!(outcome, ExitOutcome::Exited(0));
+    assert_eq!(log.contents(), "tick 1\ntick 2\ntick 3\n");
+}
+
+/// More spinning guests than worker threads: without epoch yields they would occupy every
+/// worker forever, so timers would never fire and the tasks could never be cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_guests_yield_and_can_be_cancelled() {
+    let runtime = Runtime::new().unwrap();
+    let spin = prepare(&runtime, "spin").await;
+    let log = Log::new();
+
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (runtime, spin, spec) = (runtime.clone(), spin.clone(), spec("spin", &[], &log));
+            tokio::spawn(async move { runtime.run(&spin, spec).await })
+        })
+        .collect();
+
+    // Generous bounds: they fail only if the runtime is starved, when they never finish.
+    let liveness = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    liveness
+        .await
+        .expect("a timer could not fire while guests were spinning");
+    assert_eq!(log.contents().matches("spinning\n").count(), 4);
+
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let joined = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("a spinning guest could not be cancelled");
+        assert!(joined.unwrap_err().is_cancelled());
+    }
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_wasm_are_rejected_as_such() {
+    let runtime = Runtime::new().unwrap();
+
+    let error = runtime
+        .prepare(b"<html>404 Not Found</html>".to_vec())
+        .await
+        .unwrap_err();
+
+    assert!(matches!(error, PrepareError::NotWasm(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("not a WebAssembly module: missing \\0asm magic"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_after_the_magic_is_invalid() {
+    let runtime = Runtime::new().unwrap();
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.extend_from_slice(b"this is not a section");
+
+    let error = runtime.prepare(bytes).await.unwrap_err();
+
+    let PrepareError::Invalid(message) = &error else {
+        panic!("expected Invalid, got {error:?}");
+    };
+    assert!(!message.is_empty());
+    assert_eq!(runtime.cached_modules(), 0, "failures are not cached");
+}
+
+#[tokio::test]
+async fn a_module_without_start_is_invalid() {
+    let runtime = Runtime::new().unwrap();
+    let empty_module = b"\0asm\x01\0\0\0".to_vec();
+
+    let error = runtime.prepare(empty_module).await.unwrap_err();
+
+    assert!(
+        matches!(&error, PrepareError::Invalid(m) if m.contains("no `_start` function")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn components_are_unsupported() {
+    let runtime = Runtime::new().unwrap();
+    // The preamble of a component: magic, version 0x0d, layer 1.
+    let component = b"\0asm\x0d\0\x01\0".to_vec();
+
+    let error = runtime.prepare(component).await.unwrap_err();
+
+    assert_eq!(
+        error,
+        PrepareError::Unsupported(
+            "WebAssembly components are not supported yet; build for wasm32-wasip1 to get a \
+             core module"
+                .into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_module_importing_something_we_lack_is_unsupported_and_names_the_import() {
+    let runtime = Runtime::new().unwrap();
+    // (module (import "env" "foo" (func)) (func (export "_start")))
+    let bytes = [
+        b"\0asm\x01\0\0\0".as_slice(),
+        &[0x01, 0x04, 0x01, 0x60, 0x00, 0x00], // types: [() -> ()]
+        &[
+            0x02, 0x0b, 0x01, 0x03, b'e', b'n', b'v', 0x03, b'f', b'o', b'o', 0x00, 0x00,
+        ], // import env::foo
+        &[0x03, 0x02, 0x01, 0x00],             // functions: one of type 0
+        &[
+            0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x01,
+        ], // export _start = func 1
+        &[0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b], // code: empty body
+    ]
+    .concat();
+
+    let error = runtime.prepare(bytes).await.unwrap_err();
+
+    assert!(
+        matches!(&error, PrepareError::Unsupported(m) if m.contains("`env::foo`")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn prepare_caches_by_digest() {
+    let runtime = Runtime::new().unwrap();
+    let bytes = sample("hello");
+    let expected = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+
+    let first = runtime.prepare(bytes.clone()).await.unwrap();
+    let second = runtime.prepare(bytes).await.unwrap();
+
+    assert_eq!(first.digest(), expected);
+    assert_eq!(second.digest(), expected);
+    assert_eq!(
+        runtime.cached_modules(),
+        1,
+        "the second prepare compiled again"
+    );
+
+    let _ = prepare(&runtime, "exit-code").await;
+    assert_eq!(runtime.cached_modules(), 2);
+    let clone = runtime.clone();
+    let _ = prepare(&clone, "exit-code").await;
+    assert_eq!(runtime.cached_modules(), 2, "clones share the cache");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prepares_of_the_same_bytes_share_one_module() {
+    let runtime = Runtime::new().unwrap();
+    let bytes = sample("ticker");
+
+    let prepares = (0..8).map(|_| runtime.prepare(bytes.clone()));
+    let modules = futures::future::try_join_all(prepares).await.unwrap();
+
+    assert!(modules.iter().all(|m| m.digest() == modules[0].digest()));
+    assert_eq!(runtime.cached_modules(), 1);
+}
+
+#[test]
+fn run_future_is_send_so_pods_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let runtime = Runtime::new().unwrap();
+    let hello = tokio.block_on(prepare(&runtime, "hello"));
+    let log = Log::new();
+
+    let run = runtime.run(&hello, spec("hello", &[], &log));
+    assert_send(&run);
+    assert_eq!(tokio.block_on(run), ExitOutcome::Exited(0));
+}

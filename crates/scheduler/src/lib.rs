@@ -1,0 +1,139 @@
+//! flotilla-scheduler: gives every new pod a node.
+//!
+//! It keeps informer caches of pods and nodes (one list+watch each, no polling of the API),
+//! and for each pod without `spec.nodeName` it filters the nodes that can take it (Ready,
+//! schedulable, not tainted NoSchedule/NoExecute) and scores them by how few pods they already
+//! run, then binds the pod through `pods/{name}/binding` as the Kubernetes scheduler does.
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
+//! flotilla_scheduler::Scheduler::new(client).run(std::future::pending()).await
+//! # }
+//! ```
+
+mod pick;
+
+use anyhow::Result;
+use flotilla_client::events::{EventType, Recorder};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Status};
+use kube::api::{Api, PostParams};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use std::future::Future;
+use std::time::Duration;
+
+/// The scheduler name pods ask for by default.
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+
+/// How often pods that found no node are tried again even if nothing changed.
+const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(2);
+
+pub struct Scheduler {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Scheduler {
+    pub fn new(client: Client) -> Self {
+        let recorder = Recorder::new(client.clone(), SCHEDULER_NAME, None);
+        Scheduler { client, recorder }
+    }
+
+    /// Schedules pods until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let pods_api: Api<Pod> = Api::all(self.client.clone());
+        let nodes_api: Api<Node> = Api::all(self.client.clone());
+        let (pods, pods_writer) = reflector::store();
+        let (nodes, nodes_writer) = reflector::store();
+        let pod_events = reflector::reflector(pods_writer, watcher(pods_api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
+        let node_events = reflector::reflector(nodes_writer, watcher(nodes_api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
+        futures::pin_mut!(pod_events, node_events, shutdown);
+        let mut retry = tokio::time::interval(RETRY_UNSCHEDULABLE);
+        tracing::info!("scheduler started");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                event = pod_events.next() => match event {
+                    Some(Ok(pod)) => {
+                        if needs_node(&pod) {
+                            self.schedule(&pod, &pods, &nodes).await;
+                        }
+                    }
+                    Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
+                    None => break,
+                },
+                event = node_events.next() => match event {
+                    // A node that appears or becomes Ready may fit pods that waited.
+                    Some(Ok(_)) => self.schedule_waiting(&pods, &nodes).await,
+                    Some(Err(error)) => tracing::warn!(%error, "node watch failed; retrying"),
+                    None => break,
+                },
+                _ = retry.tick() => self.schedule_waiting(&pods, &nodes).await,
+            }
+        }
+        tracing::info!("scheduler stopped");
+        Ok(())
+    }
+
+    async fn schedule_waiting(&self, pods: &Store<Pod>, nodes: &Store<Node>) {
+        for pod in pods.state().iter().filter(|p| needs_node(p)) {
+            self.schedule(pod, pods, nodes).await;
+        }
+    }
+
+    async fn schedule(&self, pod: &Pod, pods: &Store<Pod>, nodes: &Store<Node>) {
+        let nodes = nodes.state();
+        let all_pods = pods.state();
+        let Some(node) = pick::best_node(&nodes, &all_pods) else {
+            tracing::debug!(pod = %pod.name_any(), "no node can take the pod yet");
+            return;
+        };
+        let namespace = pod.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(pod.name_any()),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.clone()),
+                ..Default::default()
+            },
+        };
+        match api
+            .create_subresource::<_, Status>("binding", &pod.name_any(), &PostParams::default(), &binding)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(pod = %pod.name_any(), %namespace, %node, "bound pod");
+                let message = format!("Successfully assigned {namespace}/{} to {node}", pod.name_any());
+                self.recorder.record(pod, EventType::Normal, "Scheduled", message).await;
+            }
+            // Another scheduler pass (or a retry) bound it first; the cache will catch up.
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+                tracing::debug!(pod = %pod.name_any(), reason = %status.message, "pod no longer needs binding");
+            }
+            Err(error) => tracing::warn!(pod = %pod.name_any(), %error, "binding failed; will retry"),
+        }
+    }
+}
+
+/// Whether the pod waits for this scheduler to give it a node.
+fn needs_node(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    pod.metadata.deletion_timestamp.is_none()
+        && spec.is_some_and(|s| s.node_name.as_deref().is_none_or(str::is_empty))
+        && spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .is_none_or(|name| name == SCHEDULER_NAME)
+}
