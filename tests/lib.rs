@@ -1,1 +1,350 @@
-//! stub
+//! Harness for flotilla's end-to-end tests: start the real `flotilla` binary on a free port in a
+//! temporary directory, and drive it with the real kubectl and plain HTTP.
+//!
+//! The binary is `target/release/flotilla` (or `$FLOTILLA_BIN`); the Wasm samples are
+//! `wasm-samples/modules/*.wasm`. `scripts/test` builds both before running the tests.
+
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repo")
+        .to_path_buf()
+}
+
+/// The flotilla binary under test.
+pub fn flotilla_bin() -> PathBuf {
+    let path = std::env::var_os("FLOTILLA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/flotilla"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The directory of built sample modules.
+pub fn modules_dir() -> PathBuf {
+    let dir = repo_root().join("wasm-samples/modules");
+    assert!(
+        dir.join("hello.wasm").exists(),
+        "{} has no modules: run wasm-samples/build.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// A `flotilla up` cluster in its own temporary directory, killed when dropped.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    process: Option<Child>,
+    pub server: String,
+}
+
+impl Cluster {
+    /// Starts a cluster with `nodes` in-process node agents.
+    pub fn start(nodes: usize) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = Cluster {
+            dir,
+            process: None,
+            server: String::new(),
+        };
+        cluster.boot(nodes)?;
+        Ok(cluster)
+    }
+
+    fn boot(&mut self, nodes: usize) -> Result<()> {
+        let data = self.data_dir();
+        let _ = std::fs::remove_file(data.join("kubeconfig"));
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("up-{}.log", Instant::now().elapsed().as_nanos())),
+        )?;
+        let child = Command::new(flotilla_bin())
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--nodes",
+                &nodes.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--modules")
+            .arg(modules_dir())
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting flotilla up")?;
+        self.process = Some(child);
+        let kubeconfig = data.join("kubeconfig");
+        wait_until(
+            Duration::from_secs(30),
+            "the kubeconfig to be written",
+            || Ok(kubeconfig.exists()),
+        )?;
+        let text = std::fs::read_to_string(&kubeconfig)?;
+        self.server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: http://"))
+            .context("kubeconfig names no server")?
+            .to_string();
+        wait_until(
+            Duration::from_secs(30),
+            "the API server to answer /readyz",
+            || {
+                Ok(self
+                    .http("GET", "/readyz", None)
+                    .map(|r| r.status == 200)
+                    .unwrap_or(false))
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig")
+    }
+
+    /// Kills the cluster with SIGKILL (nothing gets to flush) and starts it again on the same
+    /// data directory.
+    pub fn kill_and_restart(&mut self, nodes: usize) -> Result<()> {
+        if let Some(mut child) = self.process.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        self.boot(nodes)
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_input(args, None)
+    }
+
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        run_with_input(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(self.kubeconfig())
+                .args(args),
+            input,
+        )
+    }
+
+    /// Runs kubectl and returns its stdout, failing with its stderr if it fails.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
+        checked(self.kubectl(args), &format!("kubectl {}", args.join(" ")))
+    }
+
+    /// Runs a `flotilla` user command against this cluster.
+    pub fn flotilla(&self, args: &[&str], input: Option<&str>) -> Output {
+        run_with_input(
+            Command::new(flotilla_bin())
+                .args(args)
+                .arg("--kubeconfig")
+                .arg(self.kubeconfig()),
+            input,
+        )
+    }
+
+    /// One HTTP/1.1 request to the API server, with an optional JSON body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+    ) -> Result<HttpResponse> {
+        http(&self.server, method, path, body)
+    }
+
+    /// A JSONPath field of an object, via `kubectl get -o jsonpath`.
+    pub fn field(&self, object: &str, jsonpath: &str) -> String {
+        let out = self.kubectl(&["get", object, "-o", &format!("jsonpath={{{jsonpath}}}")]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Waits until a field reads `expected`, or fails saying what it read last.
+    pub fn wait_for_field(
+        &self,
+        object: &str,
+        jsonpath: &str,
+        expected: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut last = String::new();
+        let outcome = wait_until(
+            timeout,
+            &format!("{object} {jsonpath} == {expected}"),
+            || {
+                last = self.field(object, jsonpath);
+                Ok(last == expected)
+            },
+        );
+        outcome.with_context(|| format!("last read {last:?}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // Leave the server log where a person can read it.
+            if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+                for entry in entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    eprintln!("--- {} (last 40 lines) ---", entry.path().display());
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A process that is killed when dropped (e.g. a `flotilla node`).
+pub struct Background(pub Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_with_input(command: &mut Command, input: Option<&str>) -> Output {
+    command.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the command starts");
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("stdin written");
+    }
+    child.wait_with_output().expect("the command finishes")
+}
+
+/// stdout of a successful command, or an error with its stderr.
+pub fn checked(output: Output, what: &str) -> Result<String> {
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).to_string())
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One HTTP/1.0-style request (the server closes after answering), decoding a chunked body.
+pub fn http(
+    server: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+) -> Result<HttpResponse> {
+    let mut stream = TcpStream::connect(server)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let (content_type, payload) = body.unwrap_or(("application/json", ""));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok(HttpResponse { status, body })
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -1,1 +1,23 @@
-fn main(){}
+//! End-to-end tests: the real `flotilla` binary, real wasmtime, a real redb file, the real
+//! kubectl. One test binary with modules keeps link time down.
+
+mod bad_input;
+mod cli;
+mod durability;
+mod nodes;
+mod pods;
+mod watch;
+
+use std::time::Duration;
+
+/// Generous bound for pod transitions: they take milliseconds, but CI machines stall.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
+/// The path of a sample manifest.
+pub fn manifest(name: &str) -> String {
+    flotilla_e2e::repo_root()
+        .join("wasm-samples/manifests")
+        .join(name)
+        .display()
+        .to_string()
+}

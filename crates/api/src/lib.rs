@@ -31,5 +31,7 @@ pub use status::{ApiStatus, Cause};
 
 /// The current time in the RFC 3339 form Kubernetes uses for timestamps (second precision).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }

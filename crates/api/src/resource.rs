@@ -162,8 +162,15 @@ mod tests {
     fn keys_separate_kinds_and_namespaces() {
         let pods = lookup("", "v1", "pods").unwrap();
         assert_eq!(pods.key("default", "hello"), "/pods/default/hello");
-        assert!(pods.key("default", "hello").starts_with(&pods.namespace_prefix("default")));
-        assert!(!pods.key("default2", "x").starts_with(&pods.namespace_prefix("default")));
+        assert!(
+            pods.key("default", "hello")
+                .starts_with(&pods.namespace_prefix("default"))
+        );
+        assert!(
+            !pods
+                .key("default2", "x")
+                .starts_with(&pods.namespace_prefix("default"))
+        );
     }
 
     #[test]

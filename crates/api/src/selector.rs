@@ -77,10 +77,16 @@ fn parse_requirement(term: &str) -> Result<LabelRequirement, String> {
         return Ok(LabelRequirement::NotExists(checked_key(key.trim())?));
     }
     if let Some((key, value)) = term.split_once("!=") {
-        return Ok(LabelRequirement::NotEquals(checked_key(key.trim())?, value.trim().into()));
+        return Ok(LabelRequirement::NotEquals(
+            checked_key(key.trim())?,
+            value.trim().into(),
+        ));
     }
     if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return Ok(LabelRequirement::Equals(checked_key(key.trim())?, value.trim().into()));
+        return Ok(LabelRequirement::Equals(
+            checked_key(key.trim())?,
+            value.trim().into(),
+        ));
     }
     for (operator, negated) in [(" notin ", true), (" in ", false)] {
         if let Some((key, values)) = term.split_once(operator) {
@@ -88,7 +94,12 @@ fn parse_requirement(term: &str) -> Result<LabelRequirement, String> {
             let inner = values
                 .strip_prefix('(')
                 .and_then(|v| v.strip_suffix(')'))
-                .ok_or_else(|| format!("expected a list like (a,b) after '{}' in {term:?}", operator.trim()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "expected a list like (a,b) after '{}' in {term:?}",
+                        operator.trim()
+                    )
+                })?;
             let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
             let key = checked_key(key.trim())?;
             return Ok(if negated {
@@ -199,10 +210,17 @@ mod tests {
         assert!(matches("spec.nodeName=n1"));
         assert!(matches("status.phase!=Succeeded,metadata.name=a"));
         assert!(!matches("spec.nodeName="));
-        assert!(FieldSelector::parse("spec.nodeName=")
-            .unwrap()
-            .matches(&json!({"spec": {}})));
+        assert!(
+            FieldSelector::parse("spec.nodeName=")
+                .unwrap()
+                .matches(&json!({"spec": {}}))
+        );
         assert!(FieldSelector::parse("bogus").is_err());
-        assert_eq!(FieldSelector::parse("metadata.name=x").unwrap().pinned_name(), Some("x"));
+        assert_eq!(
+            FieldSelector::parse("metadata.name=x")
+                .unwrap()
+                .pinned_name(),
+            Some("x")
+        );
     }
 }

@@ -22,7 +22,8 @@ pub struct ApiStatus {
     pub reason: &'static str,
     pub message: String,
     /// `details.name`, `details.group`, `details.kind` where the error concerns one object.
-    pub details: Option<(String, String, String)>,
+    /// Boxed: errors travel in `Result`s everywhere, so the common case stays small.
+    pub details: Option<Box<(String, String, String)>>,
     pub causes: Vec<Cause>,
     /// Seconds the client should wait before retrying (429, 503).
     pub retry_after_seconds: Option<u64>,
@@ -42,7 +43,11 @@ impl ApiStatus {
 
     /// Attaches the object the error is about.
     pub fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.details = Some((name.to_string(), group.to_string(), kind.to_string()));
+        self.details = Some(Box::new((
+            name.to_string(),
+            group.to_string(),
+            kind.to_string(),
+        )));
         self
     }
 
@@ -60,13 +65,21 @@ impl ApiStatus {
 
     /// `pods "hello" not found`, as Kubernetes words it.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
-            .about(group, plural, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, plural)),
+        )
+        .about(group, plural, name)
     }
 
     /// A URL that names no resource.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
@@ -74,8 +87,12 @@ impl ApiStatus {
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, plural)))
-            .about(group, plural, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, plural)),
+        )
+        .about(group, plural, name)
     }
 
     /// A write based on a stale resourceVersion.
@@ -98,7 +115,11 @@ impl ApiStatus {
 
     /// A patch that cannot be applied to the object as it stands.
     pub fn invalid_patch(message: impl Into<String>) -> Self {
-        Self::new(422, "Invalid", format!("the patch could not be applied: {}", message.into()))
+        Self::new(
+            422,
+            "Invalid",
+            format!("the patch could not be applied: {}", message.into()),
+        )
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
@@ -121,7 +142,11 @@ impl ApiStatus {
             format!("{kind} \"{name}\" is invalid: [{}]", summary.join(", "))
         };
         let mut status = Self::new(422, "Invalid", message);
-        status.details = Some((name.to_string(), String::new(), kind.to_string()));
+        status.details = Some(Box::new((
+            name.to_string(),
+            String::new(),
+            kind.to_string(),
+        )));
         status.causes = causes;
         status
     }
@@ -153,7 +178,8 @@ impl ApiStatus {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some((name, group, kind)) = &self.details {
+        if let Some(details_of) = &self.details {
+            let (name, group, kind) = &**details_of;
             details.insert("name".into(), json!(name));
             if !group.is_empty() {
                 details.insert("group".into(), json!(group));
@@ -217,7 +243,13 @@ mod tests {
             }],
         );
         assert_eq!(status.code, 422);
-        assert_eq!(status.message, "Pod \"x\" is invalid: spec.containers: Required value");
-        assert_eq!(status.to_json()["details"]["causes"][0]["field"], "spec.containers");
+        assert_eq!(
+            status.message,
+            "Pod \"x\" is invalid: spec.containers: Required value"
+        );
+        assert_eq!(
+            status.to_json()["details"]["causes"][0]["field"],
+            "spec.containers"
+        );
     }
 }

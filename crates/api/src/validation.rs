@@ -92,10 +92,8 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
     validate_labels(object, &mut causes);
     match resource.kind {
         "Pod" => validate_pod(object, &mut causes),
-        "Event" => {
-            if object.get("involvedObject").is_none() {
-                causes.push(required("involvedObject"));
-            }
+        "Event" if object.get("involvedObject").is_none() => {
+            causes.push(required("involvedObject"))
         }
         _ => {}
     }
@@ -166,6 +164,36 @@ fn validate_pod(pod: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// Pod specs are immutable once created, except container images and the deadline, as in
+/// Kubernetes; `spec.nodeName` is set only through binding.
+pub fn validate_pod_update(current: &Value, next: &Value) -> Result<(), ApiStatus> {
+    let comparable = |pod: &Value| {
+        let mut spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+        if let Some(map) = spec.as_object_mut() {
+            map.remove("activeDeadlineSeconds");
+            if let Some(Value::Array(containers)) = map.get_mut("containers") {
+                for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+                    container.remove("image");
+                }
+            }
+        }
+        spec
+    };
+    if comparable(current) == comparable(next) {
+        return Ok(());
+    }
+    let name = crate::meta::name(current).unwrap_or_default();
+    Err(ApiStatus::invalid(
+        "Pod",
+        name,
+        vec![Cause {
+            reason: "FieldValueForbidden",
+            message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image` or `spec.activeDeadlineSeconds`; delete and recreate the pod instead".into(),
+            field: "spec".into(),
+        }],
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +252,19 @@ mod tests {
         let pod = json!({"metadata": {"name": "hello", "labels": {"app": "web"}},
             "spec": {"containers": [{"name": "hello", "image": "hello"}]}});
         assert!(validate(pods(), &pod).is_ok());
+    }
+
+    #[test]
+    fn pod_updates_may_change_only_images() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n", "containers": [{"name": "a", "image": "v1"}]}});
+        let mut new_image = pod.clone();
+        new_image["spec"]["containers"][0]["image"] = json!("v2");
+        assert!(validate_pod_update(&pod, &new_image).is_ok());
+        let mut moved = pod.clone();
+        moved["spec"]["nodeName"] = json!("elsewhere");
+        assert_eq!(
+            validate_pod_update(&pod, &moved).unwrap_err().causes[0].field,
+            "spec"
+        );
     }
 }

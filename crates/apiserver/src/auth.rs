@@ -10,7 +10,11 @@ use flotilla_api::ApiStatus;
 /// Paths that answer without credentials: health checks, as Kubernetes allows.
 const PUBLIC_PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/version"];
 
-pub async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = &state.inner.token else {
         return next.run(request).await;
     };

@@ -13,12 +13,14 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Reads the whole body, refusing one over [`MAX_BODY_BYTES`] with 413.
 pub async fn read(body: Body) -> Result<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError(ApiStatus::too_large(format!(
-            "the request body is larger than the {} MiB limit",
-            MAX_BODY_BYTES / (1024 * 1024)
-        )))
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError(ApiStatus::too_large(format!(
+                "the request body is larger than the {} MiB limit",
+                MAX_BODY_BYTES / (1024 * 1024)
+            )))
+        })
 }
 
 /// The media type of the request body, without parameters.
@@ -37,11 +39,17 @@ pub fn content_type(headers: &HeaderMap) -> String {
 /// Decodes a JSON or YAML object; anything else, or malformed input, is a 400.
 pub fn decode_object(bytes: &[u8], media_type: &str) -> Result<Value> {
     let value: Value = if media_type.contains("yaml") {
-        serde_yaml::from_slice(bytes)
-            .map_err(|e| ApiError(ApiStatus::bad_request(format!("the body is not valid YAML: {e}"))))?
+        serde_yaml::from_slice(bytes).map_err(|e| {
+            ApiError(ApiStatus::bad_request(format!(
+                "the body is not valid YAML: {e}"
+            )))
+        })?
     } else {
-        serde_json::from_slice(bytes)
-            .map_err(|e| ApiError(ApiStatus::bad_request(format!("the body is not valid JSON: {e}"))))?
+        serde_json::from_slice(bytes).map_err(|e| {
+            ApiError(ApiStatus::bad_request(format!(
+                "the body is not valid JSON: {e}"
+            )))
+        })?
     };
     if !value.is_object() {
         return Err(ApiError(ApiStatus::bad_request(
@@ -64,7 +72,9 @@ pub fn respond(headers: &HeaderMap, code: StatusCode, value: &Value) -> Response
     if wants_yaml(headers) {
         match serde_yaml::to_string(value) {
             Ok(text) => (code, [(header::CONTENT_TYPE, "application/yaml")], text).into_response(),
-            Err(e) => ApiError(ApiStatus::internal(format!("could not encode YAML: {e}"))).into_response(),
+            Err(e) => {
+                ApiError(ApiStatus::internal(format!("could not encode YAML: {e}"))).into_response()
+            }
         }
     } else {
         (code, axum::Json(value)).into_response()

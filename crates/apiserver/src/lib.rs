@@ -100,7 +100,8 @@ async fn log_request(
 }
 
 /// Namespaces every cluster starts with, as Kubernetes creates them.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the system namespaces if missing, so a new cluster can take objects at once.
 pub async fn bootstrap(state: &ApiState) -> Result<(), ApiError> {

@@ -1,10 +1,10 @@
 //! `pods/{name}/log`: the apiserver finds the pod's node and streams the container's log from
 //! that node agent's log endpoint, as the Kubernetes apiserver proxies to the kubelet.
 
+use crate::ApiState;
 use crate::error::{ApiError, Result};
 use crate::path::ResourceRequest;
 use crate::rest::Query;
-use crate::ApiState;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -53,7 +53,14 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
         )))
     })?;
     let mut forwarded: Vec<String> = Vec::new();
-    for key in ["follow", "tailLines", "timestamps", "previous", "limitBytes", "sinceSeconds"] {
+    for key in [
+        "follow",
+        "tailLines",
+        "timestamps",
+        "previous",
+        "limitBytes",
+        "sinceSeconds",
+    ] {
         if let Some(value) = query.get(key) {
             forwarded.push(format!("{key}={}", urlencode(value)));
         }
@@ -62,9 +69,11 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
         "http://{endpoint}/containerLogs/{namespace}/{name}/{container}?{}",
         forwarded.join("&")
     );
-    let uri: axum::http::Uri = uri
-        .parse()
-        .map_err(|_| ApiError(ApiStatus::bad_request("the log request names an invalid container or pod")))?;
+    let uri: axum::http::Uri = uri.parse().map_err(|_| {
+        ApiError(ApiStatus::bad_request(
+            "the log request names an invalid container or pod",
+        ))
+    })?;
     let response = state.inner.http.0.get(uri).await.map_err(|error| {
         tracing::warn!(%error, node = node_name, "log proxy failed");
         ApiError(ApiStatus::service_unavailable(format!(
@@ -74,7 +83,11 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
     let status = response.status();
     let body = response.into_body();
     if !status.is_success() {
-        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let message = String::from_utf8_lossy(&bytes).trim().to_string();
         return Err(ApiError(match status.as_u16() {
             404 => ApiStatus::bad_request(message),
@@ -82,7 +95,12 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
         }));
     }
     let stream = body.into_data_stream();
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], Body::from_stream(stream)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> {
@@ -119,7 +137,9 @@ fn urlencode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

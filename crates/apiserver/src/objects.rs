@@ -33,7 +33,10 @@ fn check_identity(request: &ResourceRequest, object: &mut Value) -> Result<()> {
     }
     object["kind"] = json!(r.kind);
     object["apiVersion"] = json!(api_version);
-    match (&request.namespace, meta::namespace(object).map(str::to_string)) {
+    match (
+        &request.namespace,
+        meta::namespace(object).map(str::to_string),
+    ) {
         (Some(url_ns), Some(body_ns)) if !body_ns.is_empty() && &body_ns != url_ns => {
             Err(ApiError(ApiStatus::bad_request(format!(
                 "the namespace of the object ({body_ns}) does not match the namespace of the request ({url_ns})"
@@ -55,28 +58,43 @@ async fn check_namespace_open(state: &ApiState, namespace: &str) -> Result<()> {
     let namespaces = resource::lookup("", "v1", "namespaces").expect("served");
     match state.store().get(&namespaces.key("", namespace)).await? {
         None => Err(ApiError(ApiStatus::not_found("", "namespaces", namespace))),
-        Some(ns) if meta::deletion_timestamp(&ns).is_some() => Err(ApiError(ApiStatus::forbidden(
-            format!("namespace {namespace} is being terminated; new objects cannot be created in it"),
-        ))),
+        Some(ns) if meta::deletion_timestamp(&ns).is_some() => {
+            Err(ApiError(ApiStatus::forbidden(format!(
+                "namespace {namespace} is being terminated; new objects cannot be created in it"
+            ))))
+        }
         Some(_) => Ok(()),
     }
 }
 
 /// Creates an object (POST to a collection).
-pub async fn create(state: &ApiState, request: &ResourceRequest, mut object: Value, dry_run: bool) -> Result<Value> {
+pub async fn create(
+    state: &ApiState,
+    request: &ResourceRequest,
+    mut object: Value,
+    dry_run: bool,
+) -> Result<Value> {
     let r = request.resource;
     check_identity(request, &mut object)?;
     if meta::name(&object).is_none_or(str::is_empty)
-        && let Some(prefix) = meta::str_at(&object, &["metadata", "generateName"]).map(str::to_string)
+        && let Some(prefix) =
+            meta::str_at(&object, &["metadata", "generateName"]).map(str::to_string)
     {
         meta::set_meta(&mut object, "name", format!("{prefix}{}", random_suffix()));
     }
     let metadata = meta::metadata_mut(&mut object);
-    for server_owned in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for server_owned in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         metadata.remove(server_owned);
     }
     metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    metadata.insert("creationTimestamp".into(), json!(flotilla_api::now_rfc3339()));
+    metadata.insert(
+        "creationTimestamp".into(),
+        json!(flotilla_api::now_rfc3339()),
+    );
     metadata.insert("generation".into(), json!(1));
     defaults::apply(r.kind, &mut object);
     validation::validate(r, &object)?;
@@ -90,9 +108,9 @@ pub async fn create(state: &ApiState, request: &ResourceRequest, mut object: Val
     let key = r.key(request.key_namespace(), &name);
     match state.store().create(&key, object).await {
         Ok(written) => Ok(written.object.expect("create stores an object")),
-        Err(flotilla_store::Error::AlreadyExists { .. }) => {
-            Err(ApiError(ApiStatus::already_exists(r.group, r.plural, &name)))
-        }
+        Err(flotilla_store::Error::AlreadyExists { .. }) => Err(ApiError(
+            ApiStatus::already_exists(r.group, r.plural, &name),
+        )),
         Err(other) => Err(other.into()),
     }
 }
@@ -117,7 +135,12 @@ pub enum Part {
 
 /// Turns a desired object into the next stored version of `current`, enforcing
 /// resourceVersion preconditions and fields the client may not change.
-fn next_version(r: &ResourceType, part: Part, current: &Value, mut desired: Value) -> Result<Mutation, ApiStatus> {
+fn next_version(
+    r: &ResourceType,
+    part: Part,
+    current: &Value,
+    mut desired: Value,
+) -> Result<Mutation, ApiStatus> {
     let name = meta::name(current).unwrap_or_default().to_string();
     if let Some(rv) = meta::resource_version(&desired).filter(|rv| !rv.is_empty())
         && Some(rv) != meta::resource_version(current)
@@ -160,6 +183,16 @@ fn next_version(r: &ResourceType, part: Part, current: &Value, mut desired: Valu
                     None => metadata.remove(owned),
                 };
             }
+            defaults::apply(r.kind, &mut desired);
+            if r.kind == "Pod" {
+                // Binding, not an update, sets the node; a manifest re-applied without it keeps it.
+                if desired["spec"].get("nodeName").is_none()
+                    && let Some(node) = current["spec"].get("nodeName")
+                {
+                    desired["spec"]["nodeName"] = node.clone();
+                }
+                validation::validate_pod_update(current, &desired)?;
+            }
             if r.has_status() {
                 match current.get("status") {
                     Some(status) => desired["status"] = status.clone(),
@@ -184,7 +217,8 @@ fn next_version(r: &ResourceType, part: Part, current: &Value, mut desired: Valu
     if same_content(&next, current) {
         return Ok(Mutation::Unchanged);
     }
-    if meta::deletion_timestamp(&next).is_some() && finalizers(&next).is_empty() && r.kind != "Pod" {
+    if meta::deletion_timestamp(&next).is_some() && finalizers(&next).is_empty() && r.kind != "Pod"
+    {
         return Ok(Mutation::Delete);
     }
     Ok(Mutation::Put(next))
@@ -223,17 +257,27 @@ fn object_of(written: Written) -> Value {
 
 fn not_found(request: &ResourceRequest) -> ApiStatus {
     let r = request.resource;
-    ApiStatus::not_found(r.group, r.plural, request.name.as_deref().unwrap_or_default())
+    ApiStatus::not_found(
+        r.group,
+        r.plural,
+        request.name.as_deref().unwrap_or_default(),
+    )
 }
 
 fn key_of(request: &ResourceRequest) -> String {
-    request
-        .resource
-        .key(request.key_namespace(), request.name.as_deref().unwrap_or_default())
+    request.resource.key(
+        request.key_namespace(),
+        request.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Replaces an object (PUT), or its status.
-pub async fn replace(state: &ApiState, request: &ResourceRequest, part: Part, mut desired: Value) -> Result<Value> {
+pub async fn replace(
+    state: &ApiState,
+    request: &ResourceRequest,
+    part: Part,
+    mut desired: Value,
+) -> Result<Value> {
     if part == Part::Main {
         check_identity(request, &mut desired)?;
     }
@@ -285,8 +329,9 @@ fn apply_patch(current: &Value, patch_type: PatchType, patch: &[u8]) -> Result<V
                 .map_err(|e| ApiStatus::invalid_patch(e.to_string()))?;
         }
         PatchType::Merge | PatchType::StrategicMerge => {
-            let patch: Value = serde_json::from_slice(patch)
-                .map_err(|e| ApiStatus::bad_request(format!("the merge patch is not valid JSON: {e}")))?;
+            let patch: Value = serde_json::from_slice(patch).map_err(|e| {
+                ApiStatus::bad_request(format!("the merge patch is not valid JSON: {e}"))
+            })?;
             json_patch::merge(&mut patched, &patch);
         }
     }
@@ -294,7 +339,13 @@ fn apply_patch(current: &Value, patch_type: PatchType, patch: &[u8]) -> Result<V
 }
 
 /// Applies a patch (PATCH) to an object or its status.
-pub async fn patch(state: &ApiState, request: &ResourceRequest, part: Part, patch_type: PatchType, body: Vec<u8>) -> Result<Value> {
+pub async fn patch(
+    state: &ApiState,
+    request: &ResourceRequest,
+    part: Part,
+    patch_type: PatchType,
+    body: Vec<u8>,
+) -> Result<Value> {
     let r = request.resource;
     let missing = not_found(request);
     let written = state
@@ -319,7 +370,11 @@ pub struct DeleteOptions {
 
 /// Deletes an object. A pod running on a node is deleted gracefully: it gets a
 /// `deletionTimestamp`, its node agent stops it and then removes it, as the kubelet does.
-pub async fn delete(state: &ApiState, request: &ResourceRequest, options: DeleteOptions) -> Result<Value> {
+pub async fn delete(
+    state: &ApiState,
+    request: &ResourceRequest,
+    options: DeleteOptions,
+) -> Result<Value> {
     let r = request.resource;
     if r.kind == "Namespace" {
         return delete_namespace(state, request, options).await;
@@ -350,7 +405,9 @@ pub async fn delete(state: &ApiState, request: &ResourceRequest, options: Delete
         }
         if r.kind == "Pod" && node_exists && !is_terminal(current) {
             let grace = options.grace_period_seconds.unwrap_or_else(|| {
-                current["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+                current["spec"]["terminationGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(30)
             });
             if grace > 0 {
                 if meta::deletion_timestamp(current).is_some() {
@@ -358,8 +415,13 @@ pub async fn delete(state: &ApiState, request: &ResourceRequest, options: Delete
                 }
                 let mut next = current.clone();
                 let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                meta::set_meta(&mut next, "deletionTimestamp", deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
-                meta::metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(grace));
+                meta::set_meta(
+                    &mut next,
+                    "deletionTimestamp",
+                    deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                );
+                meta::metadata_mut(&mut next)
+                    .insert("deletionGracePeriodSeconds".into(), json!(grace));
                 return Ok(Mutation::Put(next));
             }
         }
@@ -377,32 +439,53 @@ pub async fn delete(state: &ApiState, request: &ResourceRequest, options: Delete
 }
 
 fn is_terminal(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }
 
-fn check_preconditions(r: &ResourceType, current: &Value, options: &DeleteOptions) -> Result<(), ApiStatus> {
+fn check_preconditions(
+    r: &ResourceType,
+    current: &Value,
+    options: &DeleteOptions,
+) -> Result<(), ApiStatus> {
     let name = meta::name(current).unwrap_or_default();
     if let Some(uid) = &options.precondition_uid
         && Some(uid.as_str()) != meta::uid(current)
     {
-        return Err(ApiStatus::conflict(r.group, r.plural, name, &format!(
-            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-            meta::uid(current).unwrap_or_default()
-        )));
+        return Err(ApiStatus::conflict(
+            r.group,
+            r.plural,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta::uid(current).unwrap_or_default()
+            ),
+        ));
     }
     if let Some(rv) = &options.precondition_resource_version
         && Some(rv.as_str()) != meta::resource_version(current)
     {
-        return Err(ApiStatus::conflict(r.group, r.plural, name, &format!(
-            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-            meta::resource_version(current).unwrap_or_default()
-        )));
+        return Err(ApiStatus::conflict(
+            r.group,
+            r.plural,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                meta::resource_version(current).unwrap_or_default()
+            ),
+        ));
     }
     Ok(())
 }
 
 /// Deletes a namespace and everything in it. The namespaces a cluster needs stay.
-async fn delete_namespace(state: &ApiState, request: &ResourceRequest, options: DeleteOptions) -> Result<Value> {
+async fn delete_namespace(
+    state: &ApiState,
+    request: &ResourceRequest,
+    options: DeleteOptions,
+) -> Result<Value> {
     let name = request.name.clone().unwrap_or_default();
     if crate::SYSTEM_NAMESPACES.contains(&name.as_str()) {
         return Err(ApiError(ApiStatus::forbidden(format!(
@@ -436,7 +519,16 @@ async fn delete_namespace(state: &ApiState, request: &ResourceRequest, options: 
         let (objects, _) = state.store().list(&r.namespace_prefix(&name)).await?;
         for object in objects {
             let key = r.key(&name, meta::name(&object).unwrap_or_default());
-            state.store().mutate(&key, |current| Ok(if current.is_some() { Mutation::Delete } else { Mutation::Unchanged })).await?;
+            state
+                .store()
+                .mutate(&key, |current| {
+                    Ok(if current.is_some() {
+                        Mutation::Delete
+                    } else {
+                        Mutation::Unchanged
+                    })
+                })
+                .await?;
         }
     }
     let written = state.store().mutate(&key, |_| Ok(Mutation::Delete)).await?;
@@ -469,12 +561,20 @@ pub async fn bind(state: &ApiState, request: &ResourceRequest, binding: Value) -
             let current = current.ok_or_else(|| reject(missing))?;
             let name = meta::name(current).unwrap_or_default();
             if let Some(existing) = meta::str_at(current, &["spec", "nodeName"]) {
-                return Err(reject(ApiStatus::conflict(r.group, r.plural, name, &format!(
-                    "pod {name} is already assigned to node \"{existing}\""
-                ))));
+                return Err(reject(ApiStatus::conflict(
+                    r.group,
+                    r.plural,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{existing}\""),
+                )));
             }
             if meta::deletion_timestamp(current).is_some() {
-                return Err(reject(ApiStatus::conflict(r.group, r.plural, name, "the pod is being deleted")));
+                return Err(reject(ApiStatus::conflict(
+                    r.group,
+                    r.plural,
+                    name,
+                    "the pod is being deleted",
+                )));
             }
             let mut next = current.clone();
             next["spec"]["nodeName"] = json!(node);
@@ -510,7 +610,11 @@ pub async fn ensure_namespace(state: &ApiState, name: &str) -> Result<()> {
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
     });
-    match state.store().create(&namespaces.key("", name), object).await {
+    match state
+        .store()
+        .create(&namespaces.key("", name), object)
+        .await
+    {
         Ok(_) | Err(flotilla_store::Error::AlreadyExists { .. }) => Ok(()),
         Err(other) => Err(other.into()),
     }

@@ -27,7 +27,11 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
     let (parts, body) = request.into_parts();
     let query: Query = axum::extract::Query::<Query>::try_from_uri(&parts.uri)
         .map(|q| q.0)
-        .map_err(|e| ApiError(ApiStatus::bad_request(format!("malformed query string: {e}"))))?;
+        .map_err(|e| {
+            ApiError(ApiStatus::bad_request(format!(
+                "malformed query string: {e}"
+            )))
+        })?;
     let target = path::parse(parts.uri.path())?;
     let request = match target {
         Target::GroupVersion { group, version } => {
@@ -43,14 +47,18 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
     let sub = request.subresource.as_deref();
     match (&parts.method, request.name.is_some(), sub) {
-        (&Method::GET, false, None) if flag("watch") => watch::serve(&state, &request, &query, headers).await,
+        (&Method::GET, false, None) if flag("watch") => {
+            watch::serve(&state, &request, &query, headers).await
+        }
         (&Method::GET, false, None) => list(&state, &request, &query, headers).await,
         (&Method::POST, false, None) => {
             let object = decode(headers, body).await?;
             let created = objects::create(&state, &request, object, dry_run).await?;
             Ok(body::respond(headers, StatusCode::CREATED, &created))
         }
-        (&Method::DELETE, false, None) => delete_collection(&state, &request, &query, headers).await,
+        (&Method::DELETE, false, None) => {
+            delete_collection(&state, &request, &query, headers).await
+        }
         (&Method::GET, true, Some("log")) => logs::serve(&state, &request, &query).await,
         (&Method::POST, true, Some("binding")) => {
             let binding = decode(headers, body).await?;
@@ -69,7 +77,8 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
         (&Method::PATCH, true, None | Some("status")) => {
             let patch_type = PatchType::from_media_type(&body::content_type(headers))?;
             let patch = body::read(body).await?;
-            let written = objects::patch(&state, &request, part(sub), patch_type, patch.to_vec()).await?;
+            let written =
+                objects::patch(&state, &request, part(sub), patch_type, patch.to_vec()).await?;
             Ok(body::respond(headers, StatusCode::OK, &written))
         }
         (&Method::DELETE, true, None) => {
@@ -85,7 +94,11 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
 }
 
 fn part(subresource: Option<&str>) -> Part {
-    if subresource == Some("status") { Part::Status } else { Part::Main }
+    if subresource == Some("status") {
+        Part::Status
+    } else {
+        Part::Main
+    }
 }
 
 async fn decode(headers: &HeaderMap, body: axum::body::Body) -> Result<Value> {
@@ -111,10 +124,16 @@ pub struct Selectors {
 
 impl Selectors {
     pub fn from_query(query: &Query) -> Result<Self> {
-        let parse_error = |e: String| ApiError(ApiStatus::bad_request(format!("unable to parse requirement: {e}")));
+        let parse_error = |e: String| {
+            ApiError(ApiStatus::bad_request(format!(
+                "unable to parse requirement: {e}"
+            )))
+        };
         Ok(Selectors {
-            labels: LabelSelector::parse(query.get("labelSelector").map_or("", |s| s)).map_err(parse_error)?,
-            fields: FieldSelector::parse(query.get("fieldSelector").map_or("", |s| s)).map_err(parse_error)?,
+            labels: LabelSelector::parse(query.get("labelSelector").map_or("", |s| s))
+                .map_err(parse_error)?,
+            fields: FieldSelector::parse(query.get("fieldSelector").map_or("", |s| s))
+                .map_err(parse_error)?,
         })
     }
 
@@ -123,10 +142,18 @@ impl Selectors {
     }
 }
 
-async fn list(state: &ApiState, request: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response> {
+async fn list(
+    state: &ApiState,
+    request: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let selectors = Selectors::from_query(query)?;
     let (objects, revision) = state.store().list(&request.prefix()).await?;
-    let items: Vec<Value> = objects.into_iter().filter(|o| selectors.matches(o)).collect();
+    let items: Vec<Value> = objects
+        .into_iter()
+        .filter(|o| selectors.matches(o))
+        .collect();
     if table::wanted(headers) {
         let rendered = table::render(request.resource, &items, revision, query);
         return Ok(table::respond(rendered));
@@ -143,7 +170,12 @@ async fn list(state: &ApiState, request: &ResourceRequest, query: &Query, header
     Ok(body::respond(headers, StatusCode::OK, &list))
 }
 
-fn render_one(request: &ResourceRequest, query: &Query, headers: &HeaderMap, object: Value) -> Response {
+fn render_one(
+    request: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+    object: Value,
+) -> Response {
     if table::wanted(headers) && request.subresource.is_none() {
         let revision = flotilla_api::meta::resource_version(&object)
             .and_then(flotilla_api::meta::parse_revision)
@@ -163,16 +195,24 @@ async fn delete_options(query: &Query, body: axum::body::Body) -> Result<DeleteO
     let grace = query
         .get("gracePeriodSeconds")
         .map(|g| {
-            g.parse::<i64>()
-                .map_err(|_| ApiError(ApiStatus::bad_request(format!("gracePeriodSeconds must be a number, not {g:?}"))))
+            g.parse::<i64>().map_err(|_| {
+                ApiError(ApiStatus::bad_request(format!(
+                    "gracePeriodSeconds must be a number, not {g:?}"
+                )))
+            })
         })
         .transpose()?
         .or_else(|| from_body["gracePeriodSeconds"].as_i64());
     let dry_run = query.get("dryRun").is_some_and(|v| v == "All")
-        || from_body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All"));
+        || from_body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
         grace_period_seconds: grace,
-        precondition_uid: from_body.pointer("/preconditions/uid").and_then(Value::as_str).map(Into::into),
+        precondition_uid: from_body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(Into::into),
         precondition_resource_version: from_body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -181,7 +221,12 @@ async fn delete_options(query: &Query, body: axum::body::Body) -> Result<DeleteO
     })
 }
 
-async fn delete_collection(state: &ApiState, request: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response> {
+async fn delete_collection(
+    state: &ApiState,
+    request: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let selectors = Selectors::from_query(query)?;
     let (objects, _) = state.store().list(&request.prefix()).await?;
     let mut deleted = Vec::new();

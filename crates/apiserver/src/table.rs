@@ -29,10 +29,20 @@ struct Column {
 }
 
 const fn column(name: &'static str, kind: &'static str, priority: u8) -> Column {
-    Column { name, kind, format: "", priority }
+    Column {
+        name,
+        kind,
+        format: "",
+        priority,
+    }
 }
 
-const NAME: Column = Column { name: "Name", kind: "string", format: "name", priority: 0 };
+const NAME: Column = Column {
+    name: "Name",
+    kind: "string",
+    format: "name",
+    priority: 0,
+};
 const AGE: Column = column("Age", "string", 0);
 
 fn columns(kind: &str) -> Vec<Column> {
@@ -69,13 +79,22 @@ fn columns(kind: &str) -> Vec<Column> {
 
 fn cells(kind: &str, object: &Value) -> Vec<Value> {
     let name = json!(meta::name(object).unwrap_or_default());
-    let created = json!(age(meta::str_at(object, &["metadata", "creationTimestamp"])));
+    let created = json!(age(meta::str_at(
+        object,
+        &["metadata", "creationTimestamp"]
+    )));
     match kind {
         "Pod" => {
-            let statuses = object["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = object["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = object["spec"]["containers"].as_array().map_or(0, Vec::len);
             let ready = statuses.iter().filter(|s| s["ready"] == true).count();
-            let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
+            let restarts: i64 = statuses
+                .iter()
+                .filter_map(|s| s["restartCount"].as_i64())
+                .sum();
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
@@ -106,12 +125,24 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
                 json!(status),
                 json!("<none>"),
                 created.clone(),
-                json!(object["status"]["nodeInfo"]["kubeletVersion"].as_str().unwrap_or("")),
+                json!(
+                    object["status"]["nodeInfo"]["kubeletVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                ),
                 json!(address),
             ]
         }
-        "Namespace" => vec![name, json!(object["status"]["phase"].as_str().unwrap_or("Active")), created],
-        "ConfigMap" => vec![name, json!(object["data"].as_object().map_or(0, |d| d.len())), created],
+        "Namespace" => vec![
+            name,
+            json!(object["status"]["phase"].as_str().unwrap_or("Active")),
+            created,
+        ],
+        "ConfigMap" => vec![
+            name,
+            json!(object["data"].as_object().map_or(0, |d| d.len())),
+            created,
+        ],
         "Event" => {
             let seen = meta::str_at(object, &["lastTimestamp"])
                 .or_else(|| meta::str_at(object, &["eventTime"]))
@@ -138,7 +169,10 @@ pub fn pod_status(pod: &Value) -> String {
     if meta::deletion_timestamp(pod).is_some() {
         return "Terminating".into();
     }
-    let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+    let statuses = pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for status in &statuses {
         if let Some(reason) = status["state"]["waiting"]["reason"].as_str() {
             return reason.into();
@@ -179,7 +213,9 @@ pub fn render(resource: &ResourceType, objects: &[Value], revision: u64, query: 
         .iter()
         .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": "", "priority": c.priority}))
         .collect();
-    let include = query.get("includeObject").map_or("Metadata", String::as_str);
+    let include = query
+        .get("includeObject")
+        .map_or("Metadata", String::as_str);
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
@@ -225,7 +261,8 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl() {
-        let ago = |s: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string();
+        let ago =
+            |s: i64| (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(s)).to_string();
         assert_eq!(age(Some(&ago(5))), "5s");
         assert_eq!(age(Some(&ago(200))), "3m20s");
         assert_eq!(age(Some(&ago(3 * 86400))), "3d");

@@ -26,13 +26,20 @@ use std::time::Duration;
 /// How long a watch lasts when the client gives no `timeoutSeconds` (Kubernetes picks 30–60 min).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response> {
+pub async fn serve(
+    state: &ApiState,
+    request: &ResourceRequest,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let selectors = Selectors::from_query(query)?;
     let resource_version = query.get("resourceVersion").filter(|v| !v.is_empty());
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
     let timeout = match query.get("timeoutSeconds") {
         Some(t) => Duration::from_secs(t.parse().map_err(|_| {
-            ApiError(ApiStatus::bad_request(format!("timeoutSeconds must be a whole number, not {t:?}")))
+            ApiError(ApiStatus::bad_request(format!(
+                "timeoutSeconds must be a whole number, not {t:?}"
+            )))
         })?),
         None => DEFAULT_TIMEOUT,
     };
@@ -40,20 +47,26 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query, h
     let (initial, from) = match resource_version.map(String::as_str) {
         Some(rv) if rv != "0" && !send_initial => {
             let revision = meta::parse_revision(rv).ok_or_else(|| {
-                ApiError(ApiStatus::bad_request(format!("resourceVersion must be a revision number, not {rv:?}")))
+                ApiError(ApiStatus::bad_request(format!(
+                    "resourceVersion must be a revision number, not {rv:?}"
+                )))
             })?;
             (Vec::new(), revision)
         }
         _ => {
             let (objects, revision) = state.store().list(&prefix).await?;
-            let matching: Vec<Value> = objects.into_iter().filter(|o| selectors.matches(o)).collect();
+            let matching: Vec<Value> = objects
+                .into_iter()
+                .filter(|o| selectors.matches(o))
+                .collect();
             (matching, revision)
         }
     };
     let live = match state.store().watch(&prefix, from).await {
         Ok(live) => live,
         Err(flotilla_store::Error::Compacted { requested, oldest }) => {
-            let status = ApiStatus::gone(format!("too old resource version: {requested} ({oldest})"));
+            let status =
+                ApiStatus::gone(format!("too old resource version: {requested} ({oldest})"));
             let line = encode("ERROR", &status.to_json());
             return Ok(stream_response(futures::stream::iter([line]).boxed()));
         }
@@ -67,7 +80,11 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query, h
         query: query.clone(),
     };
     let mut opening: Vec<Bytes> = initial.iter().map(|o| view.encode("ADDED", o)).collect();
-    if send_initial && query.get("allowWatchBookmarks").is_some_and(|v| v == "true") {
+    if send_initial
+        && query
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true")
+    {
         opening.push(encode("BOOKMARK", &bookmark(request.resource, from)));
     }
     let events = live
@@ -81,7 +98,9 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query, h
         })
         .filter_map(futures::future::ready)
         .take_until(tokio::time::sleep(timeout));
-    Ok(stream_response(futures::stream::iter(opening).chain(events).boxed()))
+    Ok(stream_response(
+        futures::stream::iter(opening).chain(events).boxed(),
+    ))
 }
 
 /// The objects one watcher has been shown, so that an object leaving its selector reads as
@@ -107,7 +126,11 @@ impl View {
             }
             EventKind::Added | EventKind::Modified if matches => {
                 self.visible.insert(key);
-                if event.kind == EventKind::Added { "ADDED" } else { "MODIFIED" }
+                if event.kind == EventKind::Added {
+                    "ADDED"
+                } else {
+                    "MODIFIED"
+                }
             }
             EventKind::Added | EventKind::Modified => {
                 self.visible.remove(&key);
@@ -119,8 +142,15 @@ impl View {
 
     fn encode(&self, kind: &str, object: &Value) -> Bytes {
         if self.as_table {
-            let revision = meta::resource_version(object).and_then(meta::parse_revision).unwrap_or(0);
-            let rendered = table::render(self.resource, std::slice::from_ref(object), revision, &self.query);
+            let revision = meta::resource_version(object)
+                .and_then(meta::parse_revision)
+                .unwrap_or(0);
+            let rendered = table::render(
+                self.resource,
+                std::slice::from_ref(object),
+                revision,
+                &self.query,
+            );
             encode(kind, &rendered)
         } else {
             encode(kind, object)
@@ -129,7 +159,11 @@ impl View {
 }
 
 fn object_key(object: &Value) -> Option<String> {
-    Some(format!("{}/{}", meta::namespace(object).unwrap_or(""), meta::name(object)?))
+    Some(format!(
+        "{}/{}",
+        meta::namespace(object).unwrap_or(""),
+        meta::name(object)?
+    ))
 }
 
 fn bookmark(resource: &ResourceType, revision: u64) -> Value {
@@ -144,12 +178,18 @@ fn bookmark(resource: &ResourceType, revision: u64) -> Value {
 }
 
 fn encode(kind: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON values encode");
+    let mut line =
+        serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON values encode");
     line.push(b'\n');
     Bytes::from(line)
 }
 
 fn stream_response(lines: futures::stream::BoxStream<'static, Bytes>) -> Response {
     let body = Body::from_stream(lines.map(Ok::<_, Infallible>));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

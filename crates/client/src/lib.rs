@@ -71,9 +71,8 @@ pub async fn connect(explicit: Option<&Path>) -> anyhow::Result<kube::Client> {
 /// A client that calls `router` in process, presenting `token` as a remote client would.
 pub fn in_process(router: axum::Router, token: Option<String>) -> kube::Client {
     use tower::ServiceExt;
-    let authorization = token.map(|t| {
-        http::HeaderValue::from_str(&format!("Bearer {t}")).expect("tokens are ASCII")
-    });
+    let authorization = token
+        .map(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).expect("tokens are ASCII"));
     let service = router.map_request(move |mut request: http::Request<kube::client::Body>| {
         if let Some(value) = &authorization {
             request

@@ -10,7 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "flotilla", version, about = "Kubernetes, rebuilt for WebAssembly")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Kubernetes, rebuilt for WebAssembly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,10 @@ struct NodeArgs {
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -97,9 +104,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let client = flotilla_client::connect(Some(&args.kubeconfig)).await?;
-    let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from(format!("flotilla-node-{}", args.name)));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from(format!("flotilla-node-{}", args.name)));
     let mut config = flotilla_node::NodeConfig::new(args.name, data_dir);
     config.module_dirs = up::module_dirs(args.module_dirs);
     config.listen = args.listen;
-    flotilla_node::NodeAgent::new(client, config).run(up::shutdown_signal()).await
+    flotilla_node::NodeAgent::new(client, config)
+        .run(up::shutdown_signal())
+        .await
 }

@@ -15,11 +15,20 @@ pub fn read_manifest(path: &Path) -> Result<Vec<serde_json::Value>> {
     };
     let mut documents = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let value: serde_json::Value = serde::Deserialize::deserialize(document)
-            .with_context(|| format!("{}: document {} is not valid YAML or JSON", path.display(), index + 1))?;
+        let value: serde_json::Value =
+            serde::Deserialize::deserialize(document).with_context(|| {
+                format!(
+                    "{}: document {} is not valid YAML or JSON",
+                    path.display(),
+                    index + 1
+                )
+            })?;
         match value {
             serde_json::Value::Null => {}
-            value if value["kind"].as_str().is_some_and(|k| k.ends_with("List")) && value["items"].is_array() => {
+            value
+                if value["kind"].as_str().is_some_and(|k| k.ends_with("List"))
+                    && value["items"].is_array() =>
+            {
                 documents.extend(value["items"].as_array().cloned().unwrap_or_default());
             }
             value => documents.push(value),
@@ -35,14 +44,18 @@ pub fn resource_of(object: &serde_json::Value) -> Result<&'static ResourceType> 
     if api_version.is_empty() || kind.is_empty() {
         bail!("every object needs apiVersion and kind");
     }
-    resource::lookup_kind(api_version, kind).with_context(|| format!("flotilla does not serve {kind} in {api_version}"))
+    resource::lookup_kind(api_version, kind)
+        .with_context(|| format!("flotilla does not serve {kind} in {api_version}"))
 }
 
 /// The resource type a person names on the command line (`pods`, `po`, `pod`, `Pod`).
 pub fn resource_named(name: &str) -> Result<&'static ResourceType> {
     resource::lookup_any(name).with_context(|| {
         let known: Vec<&str> = resource::RESOURCES.iter().map(|r| r.plural).collect();
-        format!("the server doesn't have a resource type {name:?} (known: {})", known.join(", "))
+        format!(
+            "the server doesn't have a resource type {name:?} (known: {})",
+            known.join(", ")
+        )
     })
 }
 
@@ -61,4 +74,3 @@ pub fn api(client: &kube::Client, r: &ResourceType, namespace: Option<&str>) -> 
         _ => Api::all_with(client.clone(), &api_resource),
     }
 }
-

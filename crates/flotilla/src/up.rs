@@ -24,7 +24,10 @@ pub struct UpArgs {
 /// The module directories a node searches: those given, else the built samples of a checkout.
 pub fn module_dirs(given: Vec<PathBuf>) -> Vec<PathBuf> {
     if !given.is_empty() {
-        return given.into_iter().map(|d| std::path::absolute(&d).unwrap_or(d)).collect();
+        return given
+            .into_iter()
+            .map(|d| std::path::absolute(&d).unwrap_or(d))
+            .collect();
     }
     let samples = PathBuf::from("wasm-samples/modules");
     if samples.is_dir() {
@@ -66,14 +69,21 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let store_path = data_dir.join("store.redb");
     let store = flotilla_store::Store::open(&store_path, Default::default())
         .await
-        .with_context(|| format!("opening the store {} (is another flotilla using it?)", store_path.display()))?;
+        .with_context(|| {
+            format!(
+                "opening the store {} (is another flotilla using it?)",
+                store_path.display()
+            )
+        })?;
     tracing::info!(path = %store_path.display(), revision = store.revision(), "store open");
     let token = load_or_create_token(&data_dir)?;
     // kubectl (client-go) sends bearer tokens only over TLS, and the API is served over plain
     // HTTP until TLS lands, so requests are not authenticated yet; the kubeconfig carries the
     // token already so it keeps working once they are. Listen on loopback only meanwhile.
     let state = flotilla_apiserver::ApiState::new(store.clone(), None);
-    flotilla_apiserver::bootstrap(&state).await.map_err(|e| anyhow::anyhow!("creating the system namespaces: {}", e.0))?;
+    flotilla_apiserver::bootstrap(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the system namespaces: {}", e.0))?;
     let router = flotilla_apiserver::router(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -120,9 +130,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
     println!("  API server:  http://{address}");
     println!("  kubeconfig:  {}", kubeconfig.display());
     println!("  nodes:       {} in this process", args.nodes);
-    let dirs: Vec<String> = module_dirs.iter().map(|d| d.display().to_string()).collect();
-    println!("  modules:     {}", if dirs.is_empty() { "(none: use file:// images or --modules DIR)".into() } else { dirs.join(", ") });
-    println!("try: kubectl --kubeconfig {} get nodes", kubeconfig.display());
+    let dirs: Vec<String> = module_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    println!(
+        "  modules:     {}",
+        if dirs.is_empty() {
+            "(none: use file:// images or --modules DIR)".into()
+        } else {
+            dirs.join(", ")
+        }
+    );
+    println!(
+        "try: kubectl --kubeconfig {} get nodes",
+        kubeconfig.display()
+    );
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),

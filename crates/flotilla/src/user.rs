@@ -24,7 +24,9 @@ impl Connection {
     }
 
     fn namespace(&self, client: &kube::Client) -> String {
-        self.namespace.clone().unwrap_or_else(|| client.default_namespace().to_string())
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string())
     }
 }
 
@@ -47,20 +49,39 @@ pub async fn apply(args: ApplyArgs) -> Result<()> {
     let default_namespace = args.connection.namespace(&client);
     for document in documents {
         let r = objects::resource_of(&document)?;
-        let mut object: DynamicObject = serde_json::from_value(document).context("reading an object's metadata")?;
-        let name = object.metadata.name.clone().context("every object in a manifest needs metadata.name")?;
-        let namespace = object.metadata.namespace.clone().unwrap_or_else(|| default_namespace.clone());
+        let mut object: DynamicObject =
+            serde_json::from_value(document).context("reading an object's metadata")?;
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .context("every object in a manifest needs metadata.name")?;
+        let namespace = object
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.clone());
         let api = objects::api(&client, r, Some(&namespace));
         let label = format!("{}/{name}", r.singular);
         match api.get_opt(&name).await? {
             None => {
-                api.create(&PostParams::default(), &object).await.with_context(|| format!("creating {label}"))?;
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .with_context(|| format!("creating {label}"))?;
                 println!("{label} created");
             }
             Some(existing) => {
                 object.metadata.resource_version = existing.metadata.resource_version.clone();
-                let replaced = api.replace(&name, &PostParams::default(), &object).await.with_context(|| format!("updating {label}"))?;
-                let verb = if replaced.metadata.resource_version == existing.metadata.resource_version { "unchanged" } else { "configured" };
+                let replaced = api
+                    .replace(&name, &PostParams::default(), &object)
+                    .await
+                    .with_context(|| format!("updating {label}"))?;
+                let verb =
+                    if replaced.metadata.resource_version == existing.metadata.resource_version {
+                        "unchanged"
+                    } else {
+                        "configured"
+                    };
                 println!("{label} {verb}");
             }
         }
@@ -105,14 +126,33 @@ pub async fn get(args: GetArgs) -> Result<()> {
             }
             Ok(())
         }
-        None | Some("wide") => print_table(&client, r, namespace.as_deref(), args.name.as_deref(), args.output.is_some()).await,
+        None | Some("wide") => {
+            print_table(
+                &client,
+                r,
+                namespace.as_deref(),
+                args.name.as_deref(),
+                args.output.is_some(),
+            )
+            .await
+        }
         Some(other) => bail!("unknown output format {other:?}: use wide, yaml or json"),
     }
 }
 
 /// Prints the server's table for a resource, as `kubectl get` does.
-async fn print_table(client: &kube::Client, r: &flotilla_api::resource::ResourceType, namespace: Option<&str>, name: Option<&str>, wide: bool) -> Result<()> {
-    let base = if r.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", r.group, r.version) };
+async fn print_table(
+    client: &kube::Client,
+    r: &flotilla_api::resource::ResourceType,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    wide: bool,
+) -> Result<()> {
+    let base = if r.group.is_empty() {
+        "/api/v1".to_string()
+    } else {
+        format!("/apis/{}/{}", r.group, r.version)
+    };
     let scope = match (r.namespaced, namespace) {
         (true, Some(ns)) => format!("/namespaces/{ns}"),
         _ => String::new(),
@@ -122,7 +162,10 @@ async fn print_table(client: &kube::Client, r: &flotilla_api::resource::Resource
         None => format!("{base}{scope}/{}", r.plural),
     };
     let request = http::Request::get(path)
-        .header(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io")
+        .header(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
         .body(Vec::new())?;
     let table: serde_json::Value = client.request(request).await?;
     let columns: Vec<(usize, String)> = table["columnDefinitions"]
@@ -154,9 +197,15 @@ async fn print_table(client: &kube::Client, r: &flotilla_api::resource::Resource
                 .collect(),
         );
     }
-    let widths: Vec<usize> = (0..columns.len()).map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0))
+        .collect();
     for line in lines {
-        let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", cells.join("   ").trim_end());
     }
     Ok(())
@@ -181,7 +230,12 @@ pub struct LogsArgs {
 pub async fn logs(args: LogsArgs) -> Result<()> {
     let client = args.connection.client().await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.connection.namespace(&client));
-    let params = LogParams { container: args.container.clone(), follow: args.follow, previous: args.previous, ..Default::default() };
+    let params = LogParams {
+        container: args.container.clone(),
+        follow: args.follow,
+        previous: args.previous,
+        ..Default::default()
+    };
     let mut lines = pods.log_stream(&args.pod, &params).await?.lines();
     while let Some(line) = lines.next().await {
         println!("{}", line.context("reading the log stream")?);
@@ -208,8 +262,14 @@ pub async fn delete(args: DeleteArgs) -> Result<()> {
     let deleted = api.delete(&args.name, &DeleteParams::default()).await?;
     let uid = deleted.either(|o| o.metadata.uid, |_| None);
     println!("{} \"{}\" deleted", r.singular, args.name);
-    if !args.no_wait && let Some(uid) = uid {
-        let gone = kube::runtime::wait::await_condition(api, &args.name, kube::runtime::conditions::is_deleted(&uid));
+    if !args.no_wait
+        && let Some(uid) = uid
+    {
+        let gone = kube::runtime::wait::await_condition(
+            api,
+            &args.name,
+            kube::runtime::conditions::is_deleted(&uid),
+        );
         tokio::time::timeout(std::time::Duration::from_secs(60), gone)
             .await
             .context("the object was not gone after 60 s (is its node agent running?)")??;

@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error("module file {path} could not be read: {source}")]
-    Unreadable { path: String, source: std::io::Error },
-    #[error("no module named {name:?} in the node's module directories ({searched}); build it (wasm-samples/build.sh) or use a file:///absolute/path.wasm image")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "no module named {name:?} in the node's module directories ({searched}); build it (wasm-samples/build.sh) or use a file:///absolute/path.wasm image"
+    )]
     NotFound { name: String, searched: String },
     #[error("image {0:?} is not supported yet: use file:///absolute/path.wasm or a module name")]
     Unsupported(String),
@@ -30,10 +35,12 @@ impl Resolver {
     /// Reads the module an image names.
     pub async fn fetch(&self, image: &str) -> Result<Vec<u8>, PullError> {
         let path = self.locate(image)?;
-        tokio::fs::read(&path).await.map_err(|source| PullError::Unreadable {
-            path: path.display().to_string(),
-            source,
-        })
+        tokio::fs::read(&path)
+            .await
+            .map_err(|source| PullError::Unreadable {
+                path: path.display().to_string(),
+                source,
+            })
     }
 
     fn locate(&self, image: &str) -> Result<PathBuf, PullError> {
@@ -76,10 +83,22 @@ mod tests {
         std::fs::write(dir.join("hello.wasm"), b"\0asm").unwrap();
         let resolver = Resolver::new(vec![PathBuf::from("/nonexistent"), dir.clone()]);
         assert_eq!(resolver.locate("hello").unwrap(), dir.join("hello.wasm"));
-        assert_eq!(resolver.locate("hello:latest").unwrap(), dir.join("hello.wasm"));
-        assert!(matches!(resolver.locate("nope"), Err(PullError::NotFound { .. })));
-        assert!(matches!(resolver.locate("hello:v2"), Err(PullError::Unsupported(_))));
-        assert_eq!(resolver.locate("file:///x/y.wasm").unwrap(), PathBuf::from("/x/y.wasm"));
+        assert_eq!(
+            resolver.locate("hello:latest").unwrap(),
+            dir.join("hello.wasm")
+        );
+        assert!(matches!(
+            resolver.locate("nope"),
+            Err(PullError::NotFound { .. })
+        ));
+        assert!(matches!(
+            resolver.locate("hello:v2"),
+            Err(PullError::Unsupported(_))
+        ));
+        assert_eq!(
+            resolver.locate("file:///x/y.wasm").unwrap(),
+            PathBuf::from("/x/y.wasm")
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

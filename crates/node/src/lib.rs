@@ -74,8 +74,12 @@ impl NodeAgent {
     /// restarted agent picks them up again.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let NodeAgent { client, config } = self;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating the node data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "creating the node data directory {}",
+                config.data_dir.display()
+            )
+        })?;
         let runtime = runtime::Runtime::new().context("starting the wasmtime engine")?;
         let log_store = logs::LogStore::new(config.data_dir.join("pods"));
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -99,9 +103,17 @@ impl NodeAgent {
             runtime,
             images: images::Resolver::new(config.module_dirs.clone()),
             logs: log_store,
-            recorder: flotilla_client::events::Recorder::new(client.clone(), "kubelet", Some(config.name.clone())),
+            recorder: flotilla_client::events::Recorder::new(
+                client.clone(),
+                "kubelet",
+                Some(config.name.clone()),
+            ),
         };
-        let mut supervisor = Supervisor { context, workers: HashMap::new(), seen_in_relist: HashSet::new() };
+        let mut supervisor = Supervisor {
+            context,
+            workers: HashMap::new(),
+            seen_in_relist: HashSet::new(),
+        };
         let pods: Api<Pod> = Api::all(client.clone());
         let selector = format!("spec.nodeName={}", config.name);
         let events = watcher(pods, watcher::Config::default().fields(&selector)).default_backoff();
@@ -187,12 +199,20 @@ impl Supervisor {
     /// The pod's containers are stopped: remove it for good, as the kubelet does once a
     /// graceful deletion has run its course.
     async fn finish_deletion(&self, pod: &Pod) {
-        let api: Api<Pod> = Api::namespaced(self.context.client.clone(), &pod.namespace().unwrap_or_default());
-        let params = DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() };
+        let api: Api<Pod> = Api::namespaced(
+            self.context.client.clone(),
+            &pod.namespace().unwrap_or_default(),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
         match api.delete(&pod.name_any(), &params).await {
             Ok(_) => tracing::info!(pod = %pod.name_any(), "pod stopped and deleted"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => tracing::warn!(pod = %pod.name_any(), %error, "could not finish deleting the pod"),
+            Err(error) => {
+                tracing::warn!(pod = %pod.name_any(), %error, "could not finish deleting the pod")
+            }
         }
         self.context.logs.forget_pod(&uid(pod));
     }

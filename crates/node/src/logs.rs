@@ -26,33 +26,64 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(root: PathBuf) -> Self {
-        LogStore { root, live: Arc::default() }
+        LogStore {
+            root,
+            live: Arc::default(),
+        }
     }
 
     /// Opens (appending) the log of one run of a container and marks it live.
-    pub fn open(&self, namespace: &str, pod: &str, uid: &str, container: &str, run: i32) -> std::io::Result<(PathBuf, std::fs::File)> {
-        let dir = self.root.join(format!("{namespace}_{pod}_{uid}")).join(container);
+    pub fn open(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: &str,
+        container: &str,
+        run: i32,
+    ) -> std::io::Result<(PathBuf, std::fs::File)> {
+        let dir = self
+            .root
+            .join(format!("{namespace}_{pod}_{uid}"))
+            .join(container);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{run}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        self.live.lock().expect("log registry poisoned").insert(path.clone());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        self.live
+            .lock()
+            .expect("log registry poisoned")
+            .insert(path.clone());
         Ok((path, file))
     }
 
     /// The run whose log this was has ended: followers stop at its end.
     pub fn finished(&self, path: &Path) {
-        self.live.lock().expect("log registry poisoned").remove(path);
+        self.live
+            .lock()
+            .expect("log registry poisoned")
+            .remove(path);
     }
 
     fn is_live(&self, path: &Path) -> bool {
-        self.live.lock().expect("log registry poisoned").contains(path)
+        self.live
+            .lock()
+            .expect("log registry poisoned")
+            .contains(path)
     }
 
     /// Removes the logs of a deleted pod.
     pub fn forget_pod(&self, uid: &str) {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(&format!("_{uid}"))
+            {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -71,10 +102,20 @@ impl LogStore {
         let mut runs: Vec<i64> = std::fs::read_dir(pod_dir.join(container))
             .ok()?
             .flatten()
-            .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log")?.parse().ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         runs.sort_unstable();
-        let run = if previous { runs.iter().rev().nth(1) } else { runs.last() }?;
+        let run = if previous {
+            runs.iter().rev().nth(1)
+        } else {
+            runs.last()
+        }?;
         Some(pod_dir.join(container).join(format!("{run}.log")))
     }
 }
@@ -92,7 +133,10 @@ struct LogQuery {
 
 pub async fn serve(listener: tokio::net::TcpListener, store: LogStore) {
     let app = Router::new()
-        .route("/containerLogs/{namespace}/{pod}/{container}", axum::routing::get(container_log))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            axum::routing::get(container_log),
+        )
         .with_state(store);
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "node log endpoint failed");
@@ -105,13 +149,25 @@ async fn container_log(
     Query(query): Query<LogQuery>,
 ) -> Response {
     let Some(path) = store.find(&namespace, &pod, &container, query.previous) else {
-        let what = if query.previous { "a previous terminated" } else { "a started" };
-        let message = format!("container \"{container}\" in pod \"{pod}\" has no log yet: it has not {what} run on this node");
+        let what = if query.previous {
+            "a previous terminated"
+        } else {
+            "a started"
+        };
+        let message = format!(
+            "container \"{container}\" in pod \"{pod}\" has no log yet: it has not {what} run on this node"
+        );
         return (StatusCode::NOT_FOUND, message).into_response();
     };
     let mut content = match tokio::fs::read(&path).await {
         Ok(content) => content,
-        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("reading {}: {error}", path.display())).into_response(),
+        Err(error) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading {}: {error}", path.display()),
+            )
+                .into_response();
+        }
     };
     let offset = content.len() as u64;
     if let Some(lines) = query.tail_lines {
@@ -123,33 +179,41 @@ async fn container_log(
     if !query.follow {
         return (StatusCode::OK, content).into_response();
     }
-    let stream = futures::stream::unfold((Some(content), offset, store, path), |(first, offset, store, path)| async move {
-        if let Some(first) = first {
-            return Some((Ok::<_, std::io::Error>(first), (None, offset, store, path)));
-        }
-        loop {
-            let live = store.is_live(&path);
-            let mut file = tokio::fs::File::open(&path).await.ok()?;
-            file.seek(std::io::SeekFrom::Start(offset)).await.ok()?;
-            let mut more = Vec::new();
-            file.read_to_end(&mut more).await.ok()?;
-            if !more.is_empty() {
-                let next = offset + more.len() as u64;
-                return Some((Ok(more), (None, next, store, path)));
+    let stream = futures::stream::unfold(
+        (Some(content), offset, store, path),
+        |(first, offset, store, path)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, std::io::Error>(first), (None, offset, store, path)));
             }
-            if !live {
-                return None;
+            loop {
+                let live = store.is_live(&path);
+                let mut file = tokio::fs::File::open(&path).await.ok()?;
+                file.seek(std::io::SeekFrom::Start(offset)).await.ok()?;
+                let mut more = Vec::new();
+                file.read_to_end(&mut more).await.ok()?;
+                if !more.is_empty() {
+                    let next = offset + more.len() as u64;
+                    return Some((Ok(more), (None, next, store, path)));
+                }
+                if !live {
+                    return None;
+                }
+                tokio::time::sleep(FOLLOW_POLL).await;
             }
-            tokio::time::sleep(FOLLOW_POLL).await;
-        }
-    });
+        },
+    );
     (StatusCode::OK, Body::from_stream(stream)).into_response()
 }
 
 /// The last `lines` lines of `content`.
 fn tail(content: &[u8], lines: usize) -> &[u8] {
     let body = content.strip_suffix(b"\n").unwrap_or(content);
-    let mut newlines = body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').map(|(i, _)| i);
+    let mut newlines = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i);
     match lines.checked_sub(1).and_then(|skip| newlines.nth(skip)) {
         Some(i) => &content[i + 1..],
         None if lines == 0 => &[],

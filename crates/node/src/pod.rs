@@ -36,7 +36,9 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(context: PodContext, pod: Pod) -> Worker {
-        Worker { task: tokio::spawn(run_pod(context, Arc::new(pod))) }
+        Worker {
+            task: tokio::spawn(run_pod(context, Arc::new(pod))),
+        }
     }
 
     /// Stops every container of the pod (dropping a guest's future stops it at its next
@@ -49,7 +51,10 @@ impl Worker {
 
 /// Whether a pod has run to completion and will not run again.
 pub fn is_finished(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Exponential back-off as the kubelet does it: 10 s doubling to 5 min, reset after a run
@@ -64,7 +69,9 @@ impl Backoff {
     const RESET_AFTER: Duration = Duration::from_secs(600);
 
     fn new() -> Self {
-        Backoff { next: Self::INITIAL }
+        Backoff {
+            next: Self::INITIAL,
+        }
     }
 
     fn after_run(&mut self, ran_for: Duration) -> Duration {
@@ -116,7 +123,10 @@ impl Shared {
         let policy = restart_policy(&self.pod);
         let all_done = state.containers.iter().all(|c| c.done);
         let phase = if all_done {
-            let all_ok = state.containers.iter().all(|c| exit_code(&c.state) == Some(0));
+            let all_ok = state
+                .containers
+                .iter()
+                .all(|c| exit_code(&c.state) == Some(0));
             if all_ok { "Succeeded" } else { "Failed" }
         } else if state.containers.iter().any(|c| c.started_once) {
             "Running"
@@ -136,7 +146,11 @@ impl Shared {
                 restart_count: c.restart_count,
                 state: Some(c.state.clone()),
                 last_state: c.last_state.clone(),
-                container_id: Some(format!("wasmtime://{}/{}", self.pod.uid().unwrap_or_default(), c.name)),
+                container_id: Some(format!(
+                    "wasmtime://{}/{}",
+                    self.pod.uid().unwrap_or_default(),
+                    c.name
+                )),
                 ..Default::default()
             })
             .collect();
@@ -166,15 +180,28 @@ impl Shared {
     /// Writes the current status. A pod deleted meanwhile is not an error.
     async fn publish(&self) {
         let patch = self.render();
-        match self.api.patch_status(&self.pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match self
+            .api
+            .patch_status(
+                &self.pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => tracing::warn!(pod = %self.pod.name_any(), %error, "could not report pod status"),
+            Err(error) => {
+                tracing::warn!(pod = %self.pod.name_any(), %error, "could not report pod status")
+            }
         }
     }
 
     async fn event(&self, kind: EventType, reason: &str, message: String) {
-        self.context.recorder.record(&*self.pod, kind, reason, message).await;
+        self.context
+            .recorder
+            .record(&*self.pod, kind, reason, message)
+            .await;
     }
 }
 
@@ -183,18 +210,28 @@ fn exit_code(state: &ContainerState) -> Option<i32> {
 }
 
 fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 fn waiting(reason: &str, message: impl Into<String>) -> ContainerState {
     ContainerState {
-        waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: Some(message.into()) }),
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+        }),
         ..Default::default()
     }
 }
 
 async fn run_pod(context: PodContext, pod: Arc<Pod>) {
-    let containers: Vec<Container> = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let containers: Vec<Container> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     let records = containers
         .iter()
         .map(|c| ContainerRecord {
@@ -212,7 +249,10 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     let shared = Arc::new(Shared {
         pod,
         api,
-        state: Mutex::new(PodState { containers: records, start_time: Time(jiff::Timestamp::now()) }),
+        state: Mutex::new(PodState {
+            containers: records,
+            start_time: Time(jiff::Timestamp::now()),
+        }),
         changed: Notify::new(),
         context,
     });
@@ -258,23 +298,44 @@ async fn run_container(shared: Arc<Shared>, index: usize, container: Container) 
     let uid = shared.pod.uid().unwrap_or_default();
     loop {
         let run = shared.state.lock().expect("pod state poisoned").containers[index].restart_count;
-        let (log_path, log_file) = match shared.context.logs.open(&namespace, &pod_name, &uid, &container.name, run) {
-            Ok(opened) => opened,
-            Err(error) => {
-                let message = format!("could not open the container log: {error}");
-                shared.update(index, |c| c.state = waiting("CreateContainerError", message.clone()));
-                shared.event(EventType::Warning, "Failed", message).await;
-                tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
-                continue;
-            }
+        let (log_path, log_file) =
+            match shared
+                .context
+                .logs
+                .open(&namespace, &pod_name, &uid, &container.name, run)
+            {
+                Ok(opened) => opened,
+                Err(error) => {
+                    let message = format!("could not open the container log: {error}");
+                    shared.update(index, |c| {
+                        c.state = waiting("CreateContainerError", message.clone())
+                    });
+                    shared.event(EventType::Warning, "Failed", message).await;
+                    tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
+                    continue;
+                }
+            };
+        let _live = LiveLog {
+            store: shared.context.logs.clone(),
+            path: log_path,
         };
-        let _live = LiveLog { store: shared.context.logs.clone(), path: log_path };
         let started = Time(jiff::Timestamp::now());
         shared.update(index, |c| {
-            c.state = ContainerState { running: Some(ContainerStateRunning { started_at: Some(started.clone()) }), ..Default::default() };
+            c.state = ContainerState {
+                running: Some(ContainerStateRunning {
+                    started_at: Some(started.clone()),
+                }),
+                ..Default::default()
+            };
             c.started_once = true;
         });
-        shared.event(EventType::Normal, "Started", format!("Started container {}", container.name)).await;
+        shared
+            .event(
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", container.name),
+            )
+            .await;
         let spec = RunSpec {
             program_name: container.name.clone(),
             args: arguments(&container),
@@ -318,13 +379,23 @@ async fn run_container(shared: Arc<Shared>, index: usize, container: Container) 
             return;
         }
         let delay = backoff.after_run(ran_for);
-        let back_off = format!("back-off {}s restarting failed container={} pod={pod_name}", delay.as_secs(), container.name);
+        let back_off = format!(
+            "back-off {}s restarting failed container={} pod={pod_name}",
+            delay.as_secs(),
+            container.name
+        );
         shared.update(index, |c| {
             c.last_state = Some(terminated);
             c.restart_count += 1;
             c.state = waiting("CrashLoopBackOff", back_off.clone());
         });
-        shared.event(EventType::Warning, "BackOff", format!("Back-off restarting failed container {}", container.name)).await;
+        shared
+            .event(
+                EventType::Warning,
+                "BackOff",
+                format!("Back-off restarting failed container {}", container.name),
+            )
+            .await;
         tokio::time::sleep(delay).await;
     }
 }
@@ -344,7 +415,13 @@ impl Drop for LiveLog {
 /// argv: `command` (which replaces argv[0] onwards, as it replaces an image's entrypoint) or the
 /// container name, followed by `args`.
 fn arguments(container: &Container) -> Vec<String> {
-    let mut argv: Vec<String> = container.command.clone().unwrap_or_default().into_iter().skip(1).collect();
+    let mut argv: Vec<String> = container
+        .command
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .skip(1)
+        .collect();
     argv.extend(container.args.clone().unwrap_or_default());
     argv
 }
@@ -356,7 +433,12 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
     loop {
         let began = Instant::now();
         let result = match shared.context.images.fetch(&image).await {
-            Ok(bytes) => shared.context.runtime.prepare(bytes).await.map_err(|e| format!("module {image:?} cannot run: {e}")),
+            Ok(bytes) => shared
+                .context
+                .runtime
+                .prepare(bytes)
+                .await
+                .map_err(|e| format!("module {image:?} cannot run: {e}")),
             Err(e) => Err(e.to_string()),
         };
         match result {
@@ -364,18 +446,36 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
                 let digest = module.digest().to_string();
                 shared.update(index, |c| c.image_id = digest.clone());
                 shared
-                    .event(EventType::Normal, "Pulled", format!("Loaded module {image:?} ({digest}) in {:?}", began.elapsed()))
+                    .event(
+                        EventType::Normal,
+                        "Pulled",
+                        format!(
+                            "Loaded module {image:?} ({digest}) in {:?}",
+                            began.elapsed()
+                        ),
+                    )
                     .await;
                 return module;
             }
             Err(message) => {
                 tracing::warn!(pod = %shared.pod.name_any(), %image, %message, "image pull failed");
-                shared.update(index, |c| c.state = waiting("ErrImagePull", message.clone()));
-                shared.event(EventType::Warning, "Failed", format!("Failed to pull image {image:?}: {message}")).await;
+                shared.update(index, |c| {
+                    c.state = waiting("ErrImagePull", message.clone())
+                });
+                shared
+                    .event(
+                        EventType::Warning,
+                        "Failed",
+                        format!("Failed to pull image {image:?}: {message}"),
+                    )
+                    .await;
                 let delay = backoff.after_run(Duration::ZERO);
                 tokio::time::sleep(Duration::from_secs(1).min(delay)).await;
                 shared.update(index, |c| {
-                    c.state = waiting("ImagePullBackOff", format!("Back-off pulling image {image:?}: {message}"))
+                    c.state = waiting(
+                        "ImagePullBackOff",
+                        format!("Back-off pulling image {image:?}: {message}"),
+                    )
                 });
                 tokio::time::sleep(delay).await;
             }
@@ -391,15 +491,22 @@ async fn configure(shared: &Shared, index: usize, container: &Container) -> Vec<
         match environment(shared, container).await {
             Ok(env) => return env,
             Err(message) => {
-                shared.update(index, |c| c.state = waiting("CreateContainerConfigError", message.clone()));
-                shared.event(EventType::Warning, "Failed", format!("Error: {message}")).await;
+                shared.update(index, |c| {
+                    c.state = waiting("CreateContainerConfigError", message.clone())
+                });
+                shared
+                    .event(EventType::Warning, "Failed", format!("Error: {message}"))
+                    .await;
                 tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
             }
         }
     }
 }
 
-async fn environment(shared: &Shared, container: &Container) -> Result<Vec<(String, String)>, String> {
+async fn environment(
+    shared: &Shared,
+    container: &Container,
+) -> Result<Vec<(String, String)>, String> {
     let pod = &shared.pod;
     let namespace = pod.namespace().unwrap_or_default();
     let config_maps: Api<ConfigMap> = Api::namespaced(shared.context.client.clone(), &namespace);
@@ -407,10 +514,19 @@ async fn environment(shared: &Shared, container: &Container) -> Result<Vec<(Stri
     for source in container.env_from.iter().flatten() {
         if let Some(reference) = &source.config_map_ref {
             let optional = reference.optional.unwrap_or(false);
-            match config_maps.get_opt(&reference.name).await.map_err(|e| e.to_string())? {
+            match config_maps
+                .get_opt(&reference.name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Some(cm) => {
                     let prefix = source.prefix.clone().unwrap_or_default();
-                    env.extend(cm.data.unwrap_or_default().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
+                    env.extend(
+                        cm.data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (format!("{prefix}{k}"), v)),
+                    );
                 }
                 None if optional => {}
                 None => return Err(format!("configmap \"{}\" not found", reference.name)),
@@ -429,18 +545,38 @@ async fn environment(shared: &Shared, container: &Container) -> Result<Vec<(Stri
                         "metadata.name" => pod.name_any(),
                         "metadata.namespace" => namespace.clone(),
                         "metadata.uid" => pod.uid().unwrap_or_default(),
-                        "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
-                        other => return Err(format!("env {}: field {other:?} is not supported", var.name)),
+                        "spec.nodeName" => pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.clone())
+                            .unwrap_or_default(),
+                        other => {
+                            return Err(format!(
+                                "env {}: field {other:?} is not supported",
+                                var.name
+                            ));
+                        }
                     }
                 } else if let Some(key_ref) = &from.config_map_key_ref {
-                    let cm = config_maps.get_opt(&key_ref.name).await.map_err(|e| e.to_string())?;
+                    let cm = config_maps
+                        .get_opt(&key_ref.name)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     match cm.and_then(|cm| cm.data.unwrap_or_default().remove(&key_ref.key)) {
                         Some(value) => value,
                         None if key_ref.optional.unwrap_or(false) => continue,
-                        None => return Err(format!("couldn't find key {} in ConfigMap {}/{}", key_ref.key, namespace, key_ref.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {}/{}",
+                                key_ref.key, namespace, key_ref.name
+                            ));
+                        }
                     }
                 } else {
-                    return Err(format!("env {}: only value, fieldRef and configMapKeyRef are supported", var.name));
+                    return Err(format!(
+                        "env {}: only value, fieldRef and configMapKeyRef are supported",
+                        var.name
+                    ));
                 }
             }
         };
@@ -456,7 +592,9 @@ mod tests {
     #[test]
     fn backoff_doubles_to_five_minutes_and_resets_after_a_long_run() {
         let mut backoff = Backoff::new();
-        let delays: Vec<u64> = (0..7).map(|_| backoff.after_run(Duration::from_secs(1)).as_secs()).collect();
+        let delays: Vec<u64> = (0..7)
+            .map(|_| backoff.after_run(Duration::from_secs(1)).as_secs())
+            .collect();
         assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(backoff.after_run(Duration::from_secs(601)).as_secs(), 10);
     }
@@ -464,7 +602,8 @@ mod tests {
     #[test]
     fn command_replaces_argv0_and_args_follow() {
         let container: Container = serde_json::from_value(serde_json::json!({
-            "name": "c", "command": ["prog", "--flag"], "args": ["x"]})).unwrap();
+            "name": "c", "command": ["prog", "--flag"], "args": ["x"]}))
+        .unwrap();
         assert_eq!(arguments(&container), ["--flag", "x"]);
     }
 }

@@ -20,7 +20,12 @@ const POD_CAPACITY: &str = "10000";
 fn status(log_address: SocketAddr) -> NodeStatus {
     let now = Time(jiff::Timestamp::now());
     let capacity: BTreeMap<String, Quantity> = [
-        ("cpu", std::thread::available_parallelism().map_or(1, |n| n.get()).to_string()),
+        (
+            "cpu",
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string(),
+        ),
         ("memory", "16Gi".to_string()),
         ("pods", POD_CAPACITY.to_string()),
     ]
@@ -43,7 +48,9 @@ fn status(log_address: SocketAddr) -> NodeStatus {
             address: log_address.ip().to_string(),
         }]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(log_address.port()) }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(log_address.port()),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: "wasm32".into(),
@@ -75,21 +82,31 @@ pub async fn register(client: &Client, name: &str, log_address: SocketAddr) -> R
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let node = Node {
-        metadata: ObjectMeta { name: Some(name.into()), labels: Some(labels), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels),
+            ..Default::default()
+        },
         spec: Some(NodeSpec::default()),
         status: Some(status(log_address)),
     };
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = name, "registered node"),
-        Err(kube::Error::Api(e)) if e.code == 409 => tracing::info!(node = name, "node already registered; taking it over"),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::info!(node = name, "node already registered; taking it over")
+        }
         Err(error) => return Err(error).context(format!("registering node {name}")),
     }
-    post_status(&nodes, name, log_address).await.context("posting the node status")
+    post_status(&nodes, name, log_address)
+        .await
+        .context("posting the node status")
 }
 
 async fn post_status(nodes: &Api<Node>, name: &str, log_address: SocketAddr) -> kube::Result<()> {
     let patch = serde_json::json!({"status": status(log_address)});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 

@@ -48,12 +48,14 @@ impl Scheduler {
         let nodes_api: Api<Node> = Api::all(self.client.clone());
         let (pods, pods_writer) = reflector::store();
         let (nodes, nodes_writer) = reflector::store();
-        let pod_events = reflector::reflector(pods_writer, watcher(pods_api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-        let node_events = reflector::reflector(nodes_writer, watcher(nodes_api, watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
+        let pod_events =
+            reflector::reflector(pods_writer, watcher(pods_api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects();
+        let node_events =
+            reflector::reflector(nodes_writer, watcher(nodes_api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects();
         futures::pin_mut!(pod_events, node_events, shutdown);
         let mut retry = tokio::time::interval(RETRY_UNSCHEDULABLE);
         tracing::info!("scheduler started");
@@ -111,19 +113,31 @@ impl Scheduler {
             },
         };
         match api
-            .create_subresource::<_, Status>("binding", &pod.name_any(), &PostParams::default(), &binding)
+            .create_subresource::<_, Status>(
+                "binding",
+                &pod.name_any(),
+                &PostParams::default(),
+                &binding,
+            )
             .await
         {
             Ok(_) => {
                 tracing::info!(pod = %pod.name_any(), %namespace, %node, "bound pod");
-                let message = format!("Successfully assigned {namespace}/{} to {node}", pod.name_any());
-                self.recorder.record(pod, EventType::Normal, "Scheduled", message).await;
+                let message = format!(
+                    "Successfully assigned {namespace}/{} to {node}",
+                    pod.name_any()
+                );
+                self.recorder
+                    .record(pod, EventType::Normal, "Scheduled", message)
+                    .await;
             }
             // Another scheduler pass (or a retry) bound it first; the cache will catch up.
             Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
                 tracing::debug!(pod = %pod.name_any(), reason = %status.message, "pod no longer needs binding");
             }
-            Err(error) => tracing::warn!(pod = %pod.name_any(), %error, "binding failed; will retry"),
+            Err(error) => {
+                tracing::warn!(pod = %pod.name_any(), %error, "binding failed; will retry")
+            }
         }
     }
 }

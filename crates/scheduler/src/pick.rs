@@ -15,9 +15,10 @@ pub fn schedulable(node: &Node) -> bool {
         .is_some_and(|c| c.status == "True");
     let spec = node.spec.as_ref();
     let cordoned = spec.and_then(|s| s.unschedulable).unwrap_or(false);
-    let tainted = spec
-        .and_then(|s| s.taints.as_ref())
-        .is_some_and(|ts| ts.iter().any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"));
+    let tainted = spec.and_then(|s| s.taints.as_ref()).is_some_and(|ts| {
+        ts.iter()
+            .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+    });
     node.metadata.deletion_timestamp.is_none() && ready && !cordoned && !tainted
 }
 
@@ -49,18 +50,24 @@ mod tests {
     use serde_json::json;
 
     fn node(name: &str, ready: &str) -> Arc<Node> {
-        Arc::new(serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "status": {"conditions": [{"type": "Ready", "status": ready}]}
-        })).unwrap())
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}
+            }))
+            .unwrap(),
+        )
     }
 
     fn pod_on(node: &str, phase: &str) -> Arc<Pod> {
-        Arc::new(serde_json::from_value(json!({
-            "metadata": {"name": "p"},
-            "spec": {"nodeName": node, "containers": []},
-            "status": {"phase": phase}
-        })).unwrap())
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "p"},
+                "spec": {"nodeName": node, "containers": []},
+                "status": {"phase": phase}
+            }))
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -73,10 +80,13 @@ mod tests {
     #[test]
     fn no_ready_node_means_no_choice() {
         assert_eq!(best_node(&[node("a", "False")], &[]), None);
-        let cordoned: Arc<Node> = Arc::new(serde_json::from_value(json!({
-            "metadata": {"name": "x"}, "spec": {"unschedulable": true},
-            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
-        })).unwrap());
+        let cordoned: Arc<Node> = Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "x"}, "spec": {"unschedulable": true},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+            }))
+            .unwrap(),
+        );
         assert_eq!(best_node(&[cordoned], &[]), None);
     }
 }

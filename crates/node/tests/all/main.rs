@@ -30,11 +30,17 @@ pub struct Log {
     path: PathBuf,
 }
 
-impl Log {
-    pub fn new() -> Log {
+impl Default for Log {
+    fn default() -> Log {
         let dir = tempfile::tempdir().expect("create temp dir");
         let path = dir.path().join("container.log");
         Log { _dir: dir, path }
+    }
+}
+
+impl Log {
+    pub fn new() -> Log {
+        Log::default()
     }
 
     /// A handle to give a guest as its stdout, opened for appending as the node agent does.

@@ -1,0 +1,52 @@
+//! `flotilla node` as a separate process joins a cluster, stays Ready, and runs the pods bound
+//! to it; their logs are read through it.
+
+use crate::SETTLE;
+use crate::pods::checked_apply;
+use flotilla_e2e::{Background, Cluster, flotilla_bin, modules_dir};
+use std::process::{Command, Stdio};
+
+#[test]
+fn a_separate_node_agent_registers_and_runs_pods() -> anyhow::Result<()> {
+    let cluster = Cluster::start(0)?;
+    let log = std::fs::File::create(cluster.dir.path().join("node-remote.log"))?;
+    let _node = Background(
+        Command::new(flotilla_bin())
+            .args(["node", "--name", "remote-1"])
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .arg("--data-dir")
+            .arg(cluster.dir.path().join("remote-1"))
+            .arg("--modules")
+            .arg(modules_dir())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    cluster.wait_for_field(
+        "node/remote-1",
+        r#".status.conditions[?(@.type=="Ready")].status"#,
+        "True",
+        SETTLE,
+    )?;
+    let nodes = cluster.kubectl_ok(&["get", "nodes"])?;
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("remote-1") && l.contains("Ready")),
+        "{nodes}"
+    );
+
+    checked_apply(
+        &cluster,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: remote-hello}\nspec: {restartPolicy: Never, containers: [{name: c, image: hello}]}\n",
+    )?;
+    cluster.wait_for_field("pod/remote-hello", ".status.phase", "Succeeded", SETTLE)?;
+    assert_eq!(
+        cluster.field("pod/remote-hello", ".spec.nodeName"),
+        "remote-1"
+    );
+    let logs = cluster.kubectl_ok(&["logs", "remote-hello"])?;
+    assert!(logs.contains("Hello from flotilla!"), "{logs}");
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! A Wasm pod submitted as YAML runs end to end: kubectl apply → scheduled → run in wasmtime →
+//! Succeeded/Failed with the exit code, logs readable, get and delete working.
+
+use crate::{SETTLE, manifest};
+use flotilla_e2e::Cluster;
+
+#[test]
+fn hello_pod_runs_to_success_and_its_logs_are_readable() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    let out = cluster.kubectl_ok(&["apply", "--validate=false", "-f", &manifest("hello.yaml")])?;
+    assert_eq!(out.trim(), "pod/hello created");
+    cluster.wait_for_field("pod/hello", ".status.phase", "Succeeded", SETTLE)?;
+    assert_eq!(cluster.field("pod/hello", ".spec.nodeName"), "node-1");
+    assert_eq!(
+        cluster.field(
+            "pod/hello",
+            ".status.containerStatuses[0].state.terminated.exitCode"
+        ),
+        "0"
+    );
+    assert_eq!(
+        cluster.field(
+            "pod/hello",
+            ".status.containerStatuses[0].state.terminated.reason"
+        ),
+        "Completed"
+    );
+
+    let logs = cluster.kubectl_ok(&["logs", "hello"])?;
+    assert!(
+        logs.contains("Hello from flotilla!"),
+        "stdout missing from logs: {logs}"
+    );
+    assert!(logs.contains("stderr"), "stderr missing from logs: {logs}");
+
+    let yaml = cluster.kubectl_ok(&["get", "pod", "hello", "-o", "yaml"])?;
+    let pod: serde_json::Value = serde_yaml::from_str(&yaml)?;
+    assert_eq!(pod["status"]["phase"], "Succeeded");
+    assert!(
+        pod["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty())
+    );
+    let json = cluster.kubectl_ok(&["get", "pods", "-o", "json"])?;
+    let list: serde_json::Value = serde_json::from_str(&json)?;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["hello"]);
+
+    let table = cluster.kubectl_ok(&["get", "pods"])?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("hello") && l.contains("Completed")),
+        "{table}"
+    );
+
+    cluster.kubectl_ok(&["delete", "pod", "hello"])?;
+    let gone = cluster.kubectl(&["get", "pod", "hello"]);
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
+        "{gone:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_failing_module_reports_its_exit_code() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    cluster.kubectl_ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &manifest("exit-code.yaml"),
+    ])?;
+    cluster.wait_for_field("pod/exit-code", ".status.phase", "Failed", SETTLE)?;
+    assert_eq!(
+        cluster.field(
+            "pod/exit-code",
+            ".status.containerStatuses[0].state.terminated.exitCode"
+        ),
+        "7"
+    );
+    assert_eq!(
+        cluster.field(
+            "pod/exit-code",
+            ".status.containerStatuses[0].state.terminated.reason"
+        ),
+        "Error"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_pod_sees_only_its_declared_args_and_env() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: env-args}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: env-args
+    args: ["first", "second arg"]
+    env:
+    - {name: GREETING, value: hello}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+"#;
+    checked_apply(&cluster, pod)?;
+    cluster.wait_for_field("pod/env-args", ".status.phase", "Succeeded", SETTLE)?;
+    let logs = cluster.kubectl_ok(&["logs", "env-args"])?;
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "arg[0]=main",
+            "arg[1]=first",
+            "arg[2]=second arg",
+            "env GREETING=hello",
+            "env POD_NAME=env-args"
+        ],
+        "the guest saw more or less than declared"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_long_running_pod_runs_until_deleted() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    cluster.kubectl_ok(&["apply", "--validate=false", "-f", &manifest("ticker.yaml")])?;
+    cluster.wait_for_field("pod/ticker", ".status.phase", "Running", SETTLE)?;
+    cluster.wait_for_field(
+        "pod/ticker",
+        ".status.containerStatuses[0].ready",
+        "true",
+        SETTLE,
+    )?;
+    flotilla_e2e::wait_until(SETTLE, "two ticks in the log", || {
+        Ok(cluster.kubectl_ok(&["logs", "ticker"])?.contains("tick 2"))
+    })?;
+    cluster.kubectl_ok(&["delete", "pod", "ticker"])?;
+    assert!(!cluster.kubectl(&["get", "pod", "ticker"]).status.success());
+    Ok(())
+}
+
+pub fn checked_apply(cluster: &Cluster, yaml: &str) -> anyhow::Result<String> {
+    flotilla_e2e::checked(
+        cluster.kubectl_with_input(&["apply", "--validate=false", "-f", "-"], Some(yaml)),
+        "kubectl apply",
+    )
+}
