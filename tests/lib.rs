@@ -21,9 +21,12 @@ pub fn repo_root() -> PathBuf {
 
 /// The flotilla binary under test.
 pub fn flotilla_bin() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
     let path = std::env::var_os("FLOTILLA_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/release/flotilla"));
+        .unwrap_or_else(|| target.join("release/flotilla"));
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --release` first (scripts/test does)",

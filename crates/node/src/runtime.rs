@@ -235,6 +235,8 @@ impl Runtime {
         // default lets an environment variable change it; frames still show function names
         // from the name section when a module has one.
         config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        if std::env::var_os("EXP_NOGUARD").is_some() { config.guard_before_linear_memory(false); }
+        if std::env::var_os("EXP_NOCOW").is_some() { config.memory_init_cow(false); }
         // wasmtime 48 has its own error type, which converts into `anyhow::Error` but does not
         // implement `std::error::Error`, so anyhow's `context` needs the conversion first.
         let engine = Engine::new(&config)
