@@ -157,3 +157,50 @@ pub fn checked_apply(cluster: &Cluster, yaml: &str) -> anyhow::Result<String> {
         "kubectl apply",
     )
 }
+
+#[test]
+fn an_exited_container_restarts_with_back_off_and_keeps_its_previous_log() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    let module = flotilla_e2e::modules_dir().join("ticker.wasm");
+    checked_apply(
+        &cluster,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: short}}\nspec: {{restartPolicy: Always, containers: [{{name: c, image: \"file://{}\", args: [\"50\", \"3\"]}}]}}\n",
+            module.display()
+        ),
+    )?;
+    // `logs -f` follows the run until the module exits on its own.
+    flotilla_e2e::wait_until(SETTLE, "the container to start", || {
+        Ok(cluster.field("pod/short", ".status.phase") == "Running")
+    })?;
+    let followed = cluster.kubectl_ok(&["logs", "-f", "short"])?;
+    assert!(followed.contains("tick 3"), "{followed}");
+    cluster.wait_for_field(
+        "pod/short",
+        ".status.containerStatuses[0].state.waiting.reason",
+        "CrashLoopBackOff",
+        SETTLE,
+    )?;
+    assert_eq!(
+        cluster.field("pod/short", ".status.containerStatuses[0].restartCount"),
+        "1"
+    );
+    assert_eq!(
+        cluster.field(
+            "pod/short",
+            ".status.containerStatuses[0].lastState.terminated.exitCode"
+        ),
+        "0"
+    );
+    assert_eq!(
+        cluster.field("pod/short", ".status.phase"),
+        "Running",
+        "restartPolicy Always never finishes a pod"
+    );
+    let previous = cluster.kubectl_ok(&["logs", "--previous", "short"])?;
+    assert_eq!(
+        previous.lines().collect::<Vec<_>>(),
+        ["tick 1", "tick 2", "tick 3"]
+    );
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo bench -p flotilla-node --bench runtime_bench` after
 //! `wasm-samples/build.sh`. `FLOTILLA_BENCH_IDLE=N` sets how many idle tickers to start
-//! (default 1000).
+//! (default 1000; each holds an open log file, so mind `ulimit -n`).
 //!
 //! - cold compile: `prepare` of hello.wasm on a fresh `Runtime` (empty cache);
 //! - start + run: instantiate hello from its prepared module and run it to exit;
@@ -136,11 +136,16 @@ async fn bench(idle: usize) {
         rss_before / 1024,
         rss_after / 1024
     );
+    let max_map_count: Option<f64> = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     println!(
-        "| memory mappings per idle ticker | {maps_per_instance:.1} (vm.max_map_count: {}) |",
-        std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into())
+        "| memory mappings per idle ticker | {maps_per_instance:.1} (vm.max_map_count {}: room for ~{} idle pods) |",
+        max_map_count.map_or("?".into(), |n| n.to_string()),
+        max_map_count.map_or("?".into(), |n| format!(
+            "{:.0}",
+            n / maps_per_instance.max(1.0)
+        )),
     );
     println!(
         "| stop all idle tickers (drop futures) | {:.0} ms |",

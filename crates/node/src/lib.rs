@@ -88,11 +88,13 @@ impl NodeAgent {
         let log_address = listener.local_addr()?;
         let log_server = tokio::spawn(logs::serve(listener, log_store.clone()));
         let _log_server = AbortOnDrop(log_server);
-        registration::register(&client, &config.name, log_address).await?;
+        let ready_since = jiff::Timestamp::now();
+        registration::register(&client, &config.name, log_address, ready_since).await?;
         let heartbeat = tokio::spawn(registration::heartbeat(
             client.clone(),
             config.name.clone(),
             log_address,
+            ready_since,
             config.heartbeat,
         ));
         let _heartbeat = AbortOnDrop(heartbeat);

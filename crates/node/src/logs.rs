@@ -111,12 +111,18 @@ impl LogStore {
             })
             .collect();
         runs.sort_unstable();
-        let run = if previous {
-            runs.iter().rev().nth(1)
+        let path_of = |run: &i64| pod_dir.join(container).join(format!("{run}.log"));
+        let latest = path_of(runs.last()?);
+        if !previous {
+            return Some(latest);
+        }
+        // The previous run is the one before a running container's, or the latest if the
+        // container is not running now (waiting to restart).
+        if self.is_live(&latest) {
+            runs.iter().rev().nth(1).map(path_of)
         } else {
-            runs.last()
-        }?;
-        Some(pod_dir.join(container).join(format!("{run}.log")))
+            Some(latest)
+        }
     }
 }
 
@@ -149,14 +155,11 @@ async fn container_log(
     Query(query): Query<LogQuery>,
 ) -> Response {
     let Some(path) = store.find(&namespace, &pod, &container, query.previous) else {
-        let what = if query.previous {
-            "a previous terminated"
+        let message = if query.previous {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
         } else {
-            "a started"
+            format!("container \"{container}\" in pod \"{pod}\" has not started on this node yet")
         };
-        let message = format!(
-            "container \"{container}\" in pod \"{pod}\" has no log yet: it has not {what} run on this node"
-        );
         return (StatusCode::NOT_FOUND, message).into_response();
     };
     let mut content = match tokio::fs::read(&path).await {

@@ -120,7 +120,6 @@ impl Shared {
 
     fn render(&self) -> serde_json::Value {
         let state = self.state.lock().expect("pod state poisoned");
-        let policy = restart_policy(&self.pod);
         let all_done = state.containers.iter().all(|c| c.done);
         let phase = if all_done {
             let all_ok = state
@@ -133,7 +132,6 @@ impl Shared {
         } else {
             "Pending"
         };
-        let _ = policy;
         let statuses: Vec<ContainerStatus> = state
             .containers
             .iter()

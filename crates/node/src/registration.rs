@@ -17,7 +17,9 @@ use std::time::Duration;
 /// Pods one node agent offers to run: Wasm instances are small, so far more than a kubelet's 110.
 const POD_CAPACITY: &str = "10000";
 
-fn status(log_address: SocketAddr) -> NodeStatus {
+/// The Node's status; `ready_since` is when it last became Ready (the agent's start), which a
+/// heartbeat must not move.
+fn status(log_address: SocketAddr, ready_since: jiff::Timestamp) -> NodeStatus {
     let now = Time(jiff::Timestamp::now());
     let capacity: BTreeMap<String, Quantity> = [
         (
@@ -40,8 +42,8 @@ fn status(log_address: SocketAddr) -> NodeStatus {
             status: "True".into(),
             reason: Some("KubeletReady".into()),
             message: Some("flotilla node agent is posting ready status".into()),
-            last_heartbeat_time: Some(now.clone()),
-            last_transition_time: Some(now),
+            last_heartbeat_time: Some(now),
+            last_transition_time: Some(Time(ready_since)),
         }]),
         addresses: Some(vec![NodeAddress {
             type_: "InternalIP".into(),
@@ -70,7 +72,12 @@ fn status(log_address: SocketAddr) -> NodeStatus {
 }
 
 /// Creates the Node, or takes over an existing one of the same name (a restarted agent).
-pub async fn register(client: &Client, name: &str, log_address: SocketAddr) -> Result<()> {
+pub async fn register(
+    client: &Client,
+    name: &str,
+    log_address: SocketAddr,
+    ready_since: jiff::Timestamp,
+) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let labels: BTreeMap<String, String> = [
         ("kubernetes.io/hostname", name),
@@ -88,7 +95,7 @@ pub async fn register(client: &Client, name: &str, log_address: SocketAddr) -> R
             ..Default::default()
         },
         spec: Some(NodeSpec::default()),
-        status: Some(status(log_address)),
+        status: Some(status(log_address, ready_since)),
     };
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = name, "registered node"),
@@ -97,13 +104,18 @@ pub async fn register(client: &Client, name: &str, log_address: SocketAddr) -> R
         }
         Err(error) => return Err(error).context(format!("registering node {name}")),
     }
-    post_status(&nodes, name, log_address)
+    post_status(&nodes, name, log_address, ready_since)
         .await
         .context("posting the node status")
 }
 
-async fn post_status(nodes: &Api<Node>, name: &str, log_address: SocketAddr) -> kube::Result<()> {
-    let patch = serde_json::json!({"status": status(log_address)});
+async fn post_status(
+    nodes: &Api<Node>,
+    name: &str,
+    log_address: SocketAddr,
+    ready_since: jiff::Timestamp,
+) -> kube::Result<()> {
+    let patch = serde_json::json!({"status": status(log_address, ready_since)});
     nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
@@ -111,13 +123,19 @@ async fn post_status(nodes: &Api<Node>, name: &str, log_address: SocketAddr) -> 
 }
 
 /// Renews the Ready condition every `every`, so the cluster can tell a live node from a dead one.
-pub async fn heartbeat(client: Client, name: String, log_address: SocketAddr, every: Duration) {
+pub async fn heartbeat(
+    client: Client,
+    name: String,
+    log_address: SocketAddr,
+    ready_since: jiff::Timestamp,
+    every: Duration,
+) {
     let nodes: Api<Node> = Api::all(client);
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        if let Err(error) = post_status(&nodes, &name, log_address).await {
+        if let Err(error) = post_status(&nodes, &name, log_address, ready_since).await {
             tracing::warn!(node = %name, %error, "heartbeat failed; will retry");
         }
     }

@@ -56,9 +56,12 @@
 //!   the largest pod memory we allow; and pods beyond the pool size would fail to start. The
 //!   on-demand allocator maps each instance's memory when it starts (tens of microseconds,
 //!   small next to the rest of a pod start) and only touched pages become resident, which
-//!   keeps idle pods cheap (see `benches/runtime_bench.rs`). Memory images are still
-//!   copy-on-write (wasmtime's `memory_init_cow`), so instantiation does not copy data
-//!   segments.
+//!   keeps idle pods cheap (see `benches/runtime_bench.rs`).
+//! - **Idle pods are limited by memory mappings, not memory.** An idle pod holds about
+//!   50 KiB resident but 4 memory mappings (see `Runtime::new` for how it got down from 7),
+//!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods.
+//!   Nodes meant for more should raise that sysctl. Each pod's log file is also one open file
+//!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -235,8 +238,17 @@ impl Runtime {
         // default lets an environment variable change it; frames still show function names
         // from the name section when a module has one.
         config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
-        if std::env::var_os("EXP_NOGUARD").is_some() { config.guard_before_linear_memory(false); }
-        if std::env::var_os("EXP_NOCOW").is_some() { config.memory_init_cow(false); }
+        // Every memory mapping counts against the kernel's `vm.max_map_count` (65530 by
+        // default), and an idle pod's mappings, not its resident memory, are what run out
+        // first. With wasmtime's defaults a pod takes 7: fiber stack and its guard page; a
+        // 32 MiB guard before linear memory; linear memory split in three around a
+        // copy-on-write image of its data segments; and the rest of the 4 GiB reservation.
+        // Without the leading guard (defence in depth against code generator bugs only; it
+        // is never touched by correct code) and without the CoW image (data segments are
+        // copied instead, which is faster for the kilobytes of data typical modules have)
+        // it takes 4, so ~16,000 pods fit instead of ~9,000. See benches/runtime_bench.rs.
+        config.guard_before_linear_memory(false);
+        config.memory_init_cow(false);
         // wasmtime 48 has its own error type, which converts into `anyhow::Error` but does not
         // implement `std::error::Error`, so anyhow's `context` needs the conversion first.
         let engine = Engine::new(&config)

@@ -7,7 +7,10 @@
 const MIB: usize = 1024 * 1024;
 
 fn main() {
-    let limit_mib: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let limit_mib: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
     let mut chunks: Vec<Vec<u8>> = Vec::new();
     for mib in 1..=limit_mib {
         // Writing a byte per 4 KiB page makes the memory real, not just reserved.

@@ -17,7 +17,9 @@ fn main() {
     loop {
         n += 1;
         // Flush every line: a log reader should see each tick as it happens.
-        writeln!(stdout, "tick {n}").and_then(|()| stdout.flush()).expect("write stdout");
+        writeln!(stdout, "tick {n}")
+            .and_then(|()| stdout.flush())
+            .expect("write stdout");
         if max_ticks.is_some_and(|max| n >= max) {
             return;
         }

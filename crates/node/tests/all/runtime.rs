@@ -175,6 +175,26 @@ async fn growing_memory_past_the_limit_is_out_of_memory() {
 }
 
 #[tokio::test]
+async fn a_limit_below_the_initial_memory_is_out_of_memory_at_start() {
+    let runtime = Runtime::new().unwrap();
+    let hello = prepare(&runtime, "hello").await;
+    let log = Log::new();
+
+    // A Rust guest starts with over 1 MiB of linear memory (its stack lives there).
+    let spec = RunSpec {
+        memory_limit_bytes: Some(64 << 10),
+        ..spec("hello", &[], &log)
+    };
+    let outcome = runtime.run(&hello, spec).await;
+
+    assert!(
+        matches!(&outcome, ExitOutcome::OutOfMemory { message } if message.contains("65536")),
+        "{outcome:?}"
+    );
+    assert_eq!(log.contents(), "", "the guest never started");
+}
+
+#[tokio::test]
 async fn memory_within_the_limit_is_fine() {
     let runtime = Runtime::new().unwrap();
     let hog = prepare(&runtime, "memory-hog").await;
