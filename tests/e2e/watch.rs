@@ -105,3 +105,74 @@ fn watch_replays_from_a_revision_in_order() -> anyhow::Result<()> {
     assert_eq!(initial[0]["type"], "ADDED");
     Ok(())
 }
+
+#[test]
+fn resumed_watches_see_objects_leave_their_selector_and_lists_go_back_in_time() -> anyhow::Result<()>
+{
+    let cluster = Cluster::start(0)?;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let created = cluster
+        .http(
+            "POST",
+            path,
+            Some((
+                "application/json",
+                r#"{"metadata":{"name":"a","labels":{"tier":"web"}},"data":{"v":"1"}}"#,
+            )),
+        )?
+        .json();
+    let at_create = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let relabel = r#"{"metadata":{"labels":{"tier":"db"}},"data":{"v":"2"}}"#;
+    let patched = cluster.http(
+        "PATCH",
+        &format!("{path}/a"),
+        Some(("application/merge-patch+json", relabel)),
+    )?;
+    assert_eq!(patched.status, 200, "{patched:?}");
+    let relabel_back = r#"{"metadata":{"labels":{"tier":"web"}}}"#;
+    cluster.http(
+        "PATCH",
+        &format!("{path}/a"),
+        Some(("application/merge-patch+json", relabel_back)),
+    )?;
+
+    let watch = cluster.http(
+        "GET",
+        &format!(
+            "{path}?watch=1&resourceVersion={at_create}&timeoutSeconds=1&labelSelector=tier%3Dweb"
+        ),
+        None,
+    )?;
+    let types: Vec<String> = watch
+        .body
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        ["DELETED", "ADDED"],
+        "leaving and re-entering the selector"
+    );
+
+    let then = cluster
+        .http(
+            "GET",
+            &format!("{path}?resourceVersion={at_create}&resourceVersionMatch=Exact"),
+            None,
+        )?
+        .json();
+    assert_eq!(then["metadata"]["resourceVersion"], at_create);
+    assert_eq!(then["items"][0]["data"]["v"], "1");
+    assert_eq!(then["items"][0]["metadata"]["labels"]["tier"], "web");
+    let now = cluster.http("GET", path, None)?.json();
+    assert_eq!(now["items"][0]["data"]["v"], "2");
+    Ok(())
+}

@@ -149,7 +149,11 @@ async fn list(
     headers: &HeaderMap,
 ) -> Result<Response> {
     let selectors = Selectors::from_query(query)?;
-    let (objects, revision) = state.store().list(&request.prefix()).await?;
+    let (objects, revision) = match exact_revision(query)? {
+        Some(revision) => state.store().list_at(&request.prefix(), revision).await?,
+        // Any other resourceVersion asks for data at least that new: the latest always is.
+        None => state.store().list(&request.prefix()).await?,
+    };
     let items: Vec<Value> = objects
         .into_iter()
         .filter(|o| selectors.matches(o))
@@ -168,6 +172,19 @@ async fn list(
         "items": items,
     });
     Ok(body::respond(headers, StatusCode::OK, &list))
+}
+
+/// The revision of a `resourceVersionMatch=Exact` list.
+fn exact_revision(query: &Query) -> Result<Option<u64>> {
+    if query.get("resourceVersionMatch").map(String::as_str) != Some("Exact") {
+        return Ok(None);
+    }
+    let rv = query.get("resourceVersion").map_or("", String::as_str);
+    flotilla_api::meta::parse_revision(rv).map(Some).ok_or_else(|| {
+        ApiError(ApiStatus::bad_request(format!(
+            "resourceVersionMatch=Exact needs resourceVersion to be a revision number, not {rv:?}"
+        )))
+    })
 }
 
 fn render_one(

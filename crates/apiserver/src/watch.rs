@@ -19,7 +19,6 @@ use flotilla_api::{ApiStatus, meta};
 use flotilla_store::{Event, EventKind};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -72,10 +71,9 @@ pub async fn serve(
         }
         Err(other) => return Err(other.into()),
     };
-    let mut view = View {
+    let view = View {
         resource: request.resource,
         selectors,
-        visible: initial.iter().filter_map(object_key).collect(),
         as_table: table::wanted(headers),
         query: query.clone(),
     };
@@ -103,41 +101,31 @@ pub async fn serve(
     ))
 }
 
-/// The objects one watcher has been shown, so that an object leaving its selector reads as
-/// `DELETED` and one entering it as `ADDED`, as Kubernetes reports them.
+/// What one watcher sees: an object entering its selector reads as `ADDED`, one leaving it as
+/// `DELETED`, as Kubernetes reports them; each event's previous object says which it is.
 struct View {
     resource: &'static ResourceType,
     selectors: Selectors,
-    visible: HashSet<String>,
     as_table: bool,
     query: Query,
 }
 
 impl View {
-    fn transition(&mut self, event: &Event) -> Option<Bytes> {
-        let object = &*event.object;
-        let key = object_key(object)?;
-        let matches = self.selectors.matches(object);
-        let was_visible = self.visible.contains(&key);
-        let kind = match event.kind {
-            EventKind::Deleted => {
-                self.visible.remove(&key);
-                (matches || was_visible).then_some("DELETED")?
-            }
-            EventKind::Added | EventKind::Modified if matches => {
-                self.visible.insert(key);
-                if event.kind == EventKind::Added {
-                    "ADDED"
-                } else {
-                    "MODIFIED"
-                }
-            }
-            EventKind::Added | EventKind::Modified => {
-                self.visible.remove(&key);
-                was_visible.then_some("DELETED")?
-            }
+    fn transition(&self, event: &Event) -> Option<Bytes> {
+        let now = self.selectors.matches(&event.object);
+        let before = event
+            .previous
+            .as_deref()
+            .is_some_and(|p| self.selectors.matches(p));
+        let kind = match (event.kind, before, now) {
+            (EventKind::Deleted, true, _) => "DELETED",
+            (EventKind::Deleted, false, _) => return None,
+            (_, false, true) => "ADDED",
+            (_, true, true) => "MODIFIED",
+            (_, true, false) => "DELETED",
+            (_, false, false) => return None,
         };
-        Some(self.encode(kind, object))
+        Some(self.encode(kind, &event.object))
     }
 
     fn encode(&self, kind: &str, object: &Value) -> Bytes {
@@ -156,14 +144,6 @@ impl View {
             encode(kind, object)
         }
     }
-}
-
-fn object_key(object: &Value) -> Option<String> {
-    Some(format!(
-        "{}/{}",
-        meta::namespace(object).unwrap_or(""),
-        meta::name(object)?
-    ))
 }
 
 fn bookmark(resource: &ResourceType, revision: u64) -> Value {

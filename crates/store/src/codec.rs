@@ -67,24 +67,51 @@ pub(crate) fn decode_object(bytes: &[u8]) -> Result<Value> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
-pub(crate) fn encode_event(kind: EventKind, key: &str, object_json: &[u8]) -> Vec<u8> {
-    let key_len = u32::try_from(key.len()).expect("keys are shorter than 4 GiB");
-    let mut record = Vec::with_capacity(1 + 4 + key.len() + object_json.len());
-    record.push(match kind {
+/// Kind codes of history records. Records also carry the object as it was before the change,
+/// so a watch can tell an object leaving a selector and a list can be rebuilt as of an earlier
+/// revision.
+fn kind_code(kind: EventKind) -> u8 {
+    match kind {
         EventKind::Added => 0,
         EventKind::Modified => 1,
         EventKind::Deleted => 2,
-    });
-    record.extend_from_slice(&key_len.to_le_bytes());
-    record.extend_from_slice(key.as_bytes());
+    }
+}
+
+/// A history record: kind, key, the previous object (empty when there was none) and the object,
+/// the variable parts each behind a little-endian u32 length except the last.
+pub(crate) fn encode_event(
+    kind: EventKind,
+    key: &str,
+    previous_json: Option<&[u8]>,
+    object_json: &[u8],
+) -> Vec<u8> {
+    let previous_json = previous_json.unwrap_or_default();
+    let mut record =
+        Vec::with_capacity(1 + 8 + key.len() + previous_json.len() + object_json.len());
+    record.push(kind_code(kind));
+    for part in [key.as_bytes(), previous_json] {
+        let len = u32::try_from(part.len()).expect("keys and objects are shorter than 4 GiB");
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(part);
+    }
     record.extend_from_slice(object_json);
     record
 }
 
-/// A history record split into its parts; the object JSON is left unparsed.
+/// Splits a u32-length-prefixed part off the front of `rest`.
+fn take_part(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// A history record split into its parts; the JSON is left unparsed.
 pub(crate) struct EventRecord<'a> {
     pub kind: EventKind,
     pub key: &'a str,
+    /// The object before the change; `None` for an addition.
+    pub previous_json: Option<&'a [u8]>,
     pub object_json: &'a [u8],
 }
 
@@ -97,16 +124,13 @@ pub(crate) fn decode_event(record: &[u8]) -> Result<EventRecord<'_>> {
         2 => EventKind::Deleted,
         _ => return Err(corrupt()),
     };
-    let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
-    let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| corrupt())?;
-    if rest.len() < len {
-        return Err(corrupt());
-    }
-    let (key, object_json) = rest.split_at(len);
+    let (key, rest) = take_part(rest).ok_or_else(corrupt)?;
+    let (previous_json, object_json) = take_part(rest).ok_or_else(corrupt)?;
     let key = std::str::from_utf8(key).map_err(|_| corrupt())?;
     Ok(EventRecord {
         kind,
         key,
+        previous_json: (!previous_json.is_empty()).then_some(previous_json),
         object_json,
     })
 }
@@ -119,18 +143,21 @@ mod tests {
     #[test]
     fn event_records_round_trip() {
         for kind in [EventKind::Added, EventKind::Modified, EventKind::Deleted] {
-            let record = encode_event(kind, "pods/default/é", br#"{"a":1}"#);
-            let decoded = decode_event(&record).unwrap();
-            assert_eq!(decoded.kind, kind);
-            assert_eq!(decoded.key, "pods/default/é");
-            assert_eq!(decoded.object_json, br#"{"a":1}"#);
+            for previous in [None, Some(&br#"{"a":0}"#[..])] {
+                let record = encode_event(kind, "pods/default/é", previous, br#"{"a":1}"#);
+                let decoded = decode_event(&record).unwrap();
+                assert_eq!(decoded.kind, kind);
+                assert_eq!(decoded.key, "pods/default/é");
+                assert_eq!(decoded.previous_json, previous);
+                assert_eq!(decoded.object_json, br#"{"a":1}"#);
+            }
         }
     }
 
     #[test]
     fn truncated_or_garbled_records_are_errors_not_panics() {
-        let record = encode_event(EventKind::Added, "pods/a", b"{}");
-        for cut in 0..5 + "pods/a".len() {
+        let record = encode_event(EventKind::Added, "pods/a", None, b"{}");
+        for cut in 0..9 + "pods/a".len() {
             assert!(decode_event(&record[..cut]).is_err(), "cut at {cut}");
         }
         let mut bad_kind = record.clone();

@@ -219,6 +219,60 @@ impl Store {
         .await?
     }
 
+    /// The objects under `prefix` as they were at `revision`, rebuilt from the current state by
+    /// undoing the kept history after it, and the revision listed at. A revision at or past the
+    /// latest lists the latest; one older than the kept history is [`Error::Compacted`].
+    pub async fn list_at(&self, prefix: &str, revision: u64) -> Result<(Vec<Value>, u64)> {
+        let db = self.inner.db.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let latest = meta.get(META_REVISION)?.map_or(0, |guard| guard.value());
+            let compacted = meta.get(META_COMPACTED)?.map_or(0, |guard| guard.value());
+            if revision < compacted {
+                return Err(Error::Compacted {
+                    requested: revision,
+                    oldest: compacted,
+                });
+            }
+            let mut state = std::collections::BTreeMap::new();
+            for entry in txn.open_table(OBJECTS)?.range(prefix.as_str()..)? {
+                let (key, object) = entry?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                state.insert(
+                    key.value().to_owned(),
+                    codec::decode_object(object.value())?,
+                );
+            }
+            if revision >= latest {
+                return Ok((state.into_values().collect(), latest));
+            }
+            let history = txn.open_table(HISTORY)?;
+            let after = (
+                std::ops::Bound::Excluded(revision),
+                std::ops::Bound::Unbounded,
+            );
+            for entry in history.range::<u64>(after)?.rev() {
+                let (_, record) = entry?;
+                let record = codec::decode_event(record.value())?;
+                if !record.key.starts_with(&prefix) {
+                    continue;
+                }
+                match record.previous_json {
+                    None => state.remove(record.key),
+                    Some(previous) => {
+                        state.insert(record.key.to_owned(), codec::decode_object(previous)?)
+                    }
+                };
+            }
+            Ok((state.into_values().collect(), revision))
+        })
+        .await?
+    }
+
     /// Stores `object` under `key` if the key is free; [`Error::AlreadyExists`] otherwise.
     /// Returns the stored object, with `metadata.resourceVersion` set to the new revision.
     pub async fn create(&self, key: &str, object: Value) -> Result<Written> {
@@ -583,5 +637,64 @@ mod tests {
         ));
         store.close().await.unwrap();
         open(&path).await;
+    }
+
+    #[tokio::test]
+    async fn lists_rebuild_earlier_revisions_from_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("db.redb")).await;
+        let a1 = store
+            .create("cm/a", json!({"v": 1}))
+            .await
+            .unwrap()
+            .revision;
+        store.create("cm/b", json!({"v": 1})).await.unwrap();
+        let before_changes = store.revision();
+        store
+            .mutate("cm/a", |_| Ok(Mutation::Put(json!({"v": 2}))))
+            .await
+            .unwrap();
+        store
+            .mutate("cm/b", |_| Ok(Mutation::Delete))
+            .await
+            .unwrap();
+        store.create("cm/c", json!({"v": 1})).await.unwrap();
+        store.create("other/x", json!({})).await.unwrap();
+
+        let values = |listed: Vec<Value>| listed.iter().map(|o| o["v"].clone()).collect::<Vec<_>>();
+        let (at_start, revision) = store.list_at("cm/", before_changes).await.unwrap();
+        assert_eq!(revision, before_changes);
+        assert_eq!(values(at_start), [json!(1), json!(1)]);
+        let (first, _) = store.list_at("cm/", a1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0]["metadata"]["resourceVersion"], a1.to_string());
+        let (now, revision) = store.list_at("cm/", u64::MAX).await.unwrap();
+        assert_eq!(
+            (values(now), revision),
+            (vec![json!(2), json!(1)], store.revision())
+        );
+        assert_eq!(store.list_at("cm/", 0).await.unwrap().0.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn events_carry_the_previous_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("db.redb")).await;
+        store.create("k", json!({"v": 1})).await.unwrap();
+        store
+            .mutate("k", |_| Ok(Mutation::Put(json!({"v": 2}))))
+            .await
+            .unwrap();
+        store.mutate("k", |_| Ok(Mutation::Delete)).await.unwrap();
+        let mut events = store.watch("", 0).await.unwrap();
+        let mut previous = Vec::new();
+        for _ in 0..3 {
+            let event = futures::StreamExt::next(&mut events)
+                .await
+                .unwrap()
+                .unwrap();
+            previous.push(event.previous.map(|p| p["v"].clone()));
+        }
+        assert_eq!(previous, [None, Some(json!(1)), Some(json!(2))]);
     }
 }

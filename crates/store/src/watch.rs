@@ -49,6 +49,9 @@ pub struct Event {
     /// `metadata.resourceVersion` set to the deletion's revision, as Kubernetes reports deletes.
     /// Shared, because every watcher of the key receives the same object.
     pub object: Arc<Value>,
+    /// The object before the change: `None` for [`EventKind::Added`]. Lets a watcher with a
+    /// selector tell an object that stopped matching from one it never saw.
+    pub previous: Option<Arc<Value>>,
 }
 
 /// The changes under a prefix, in revision order, each once. Returned by
@@ -217,6 +220,11 @@ fn read_history(db: &Database, prefix: &str, after: u64, limit: usize) -> Result
                 kind: record.kind,
                 key: record.key.to_owned(),
                 object: Arc::new(codec::decode_object(record.object_json)?),
+                previous: record
+                    .previous_json
+                    .map(codec::decode_object)
+                    .transpose()?
+                    .map(Arc::new),
             });
         }
     }

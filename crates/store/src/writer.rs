@@ -316,9 +316,12 @@ impl Batch<'_> {
             None => EventKind::Added,
         };
         let json = codec::encode_object(&object);
+        let previous_json = previous.as_ref().map(codec::encode_object);
         self.objects.insert(key.as_str(), json.as_slice())?;
-        self.history
-            .insert(revision, codec::encode_event(kind, &key, &json).as_slice())?;
+        self.history.insert(
+            revision,
+            codec::encode_event(kind, &key, previous_json.as_deref(), &json).as_slice(),
+        )?;
         self.revision = revision;
         let object = Arc::new(object);
         self.events.push(Event {
@@ -326,6 +329,7 @@ impl Batch<'_> {
             kind,
             key,
             object: object.clone(),
+            previous: previous.clone().map(Arc::new),
         });
         Ok(Ok(Reply::Changed {
             revision,
@@ -340,10 +344,16 @@ impl Batch<'_> {
         codec::set_resource_version(&mut tombstone, revision)
             .map_err(|reason| Error::Storage(format!("stored object {key}: {reason}")))?;
         self.objects.remove(key.as_str())?;
+        let previous_json = codec::encode_object(&previous);
         self.history.insert(
             revision,
-            codec::encode_event(EventKind::Deleted, &key, &codec::encode_object(&tombstone))
-                .as_slice(),
+            codec::encode_event(
+                EventKind::Deleted,
+                &key,
+                Some(&previous_json),
+                &codec::encode_object(&tombstone),
+            )
+            .as_slice(),
         )?;
         self.revision = revision;
         self.events.push(Event {
@@ -351,6 +361,7 @@ impl Batch<'_> {
             kind: EventKind::Deleted,
             key,
             object: Arc::new(tombstone),
+            previous: Some(Arc::new(previous.clone())),
         });
         Ok(Ok(Reply::Changed {
             revision,
