@@ -79,16 +79,7 @@ fn watch_replays_from_a_revision_in_order() -> anyhow::Result<()> {
         &format!("{path}?watch=1&resourceVersion={from}&timeoutSeconds=1&labelSelector=app%3Dx"),
         None,
     )?;
-    let types: Vec<String> = selected
-        .body
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let types = event_types(&selected.body);
     assert_eq!(types, ["ADDED", "DELETED"]);
 
     let without_version = cluster.http("GET", &format!("{path}?watch=1&timeoutSeconds=1"), None)?;
@@ -146,16 +137,7 @@ fn resumed_watches_see_objects_leave_their_selector_and_lists_go_back_in_time() 
         ),
         None,
     )?;
-    let types: Vec<String> = watch
-        .body
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let types = event_types(&watch.body);
     assert_eq!(
         types,
         ["DELETED", "ADDED"],
@@ -175,4 +157,14 @@ fn resumed_watches_see_objects_leave_their_selector_and_lists_go_back_in_time() 
     let now = cluster.http("GET", path, None)?.json();
     assert_eq!(now["items"][0]["data"]["v"], "2");
     Ok(())
+}
+
+/// The `type` of each event in a watch response body, in order.
+fn event_types(body: &str) -> Vec<String> {
+    body.lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("one JSON event per line")["type"]
+            .as_str()
+            .expect("every event has a type")
+            .to_string())
+        .collect()
 }
