@@ -59,6 +59,9 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
     let bytes: [u8; 24] = rand::random();
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    // The token is a credential: readable by its owner only, like the kubeconfig.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
     Ok(token)
 }
 
