@@ -10,7 +10,7 @@
 //! The header lets watch replay test a record's key against the watched prefix without parsing
 //! the object, so a watch on one resource skips other resources' records cheaply.
 
-use redb::TableDefinition;
+use redb::{ReadTransaction, TableDefinition};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -56,6 +56,38 @@ pub(crate) fn resource_version(object: &Value) -> Option<u64> {
         .as_str()?
         .parse()
         .ok()
+}
+
+/// Calls `each` with every stored object under `prefix`, in key order.
+pub(crate) fn scan_objects(
+    txn: &ReadTransaction,
+    prefix: &str,
+    mut each: impl FnMut(&str, Value),
+) -> Result<()> {
+    for entry in txn.open_table(OBJECTS)?.range(prefix..)? {
+        let (key, object) = entry?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        each(key.value(), decode_object(object.value())?);
+    }
+    Ok(())
+}
+
+/// Fails with [`Error::Compacted`] if history after `revision` is no longer complete. Read in
+/// the caller's transaction so the compaction point and the records it reads agree.
+pub(crate) fn ensure_history_after(txn: &ReadTransaction, revision: u64) -> Result<()> {
+    let compacted = txn
+        .open_table(META)?
+        .get(META_COMPACTED)?
+        .map_or(0, |guard| guard.value());
+    if revision < compacted {
+        return Err(Error::Compacted {
+            requested: revision,
+            oldest: compacted,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn encode_object(object: &Value) -> Vec<u8> {

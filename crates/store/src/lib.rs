@@ -205,15 +205,8 @@ impl Store {
                 .open_table(META)?
                 .get(META_REVISION)?
                 .map_or(0, |guard| guard.value());
-            let objects = txn.open_table(OBJECTS)?;
             let mut listed = Vec::new();
-            for entry in objects.range(prefix.as_str()..)? {
-                let (key, object) = entry?;
-                if !key.value().starts_with(&prefix) {
-                    break;
-                }
-                listed.push(codec::decode_object(object.value())?);
-            }
+            codec::scan_objects(&txn, &prefix, |_, object| listed.push(object))?;
             Ok((listed, revision))
         })
         .await?
@@ -227,26 +220,15 @@ impl Store {
         let prefix = prefix.to_owned();
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read()?;
-            let meta = txn.open_table(META)?;
-            let latest = meta.get(META_REVISION)?.map_or(0, |guard| guard.value());
-            let compacted = meta.get(META_COMPACTED)?.map_or(0, |guard| guard.value());
-            if revision < compacted {
-                return Err(Error::Compacted {
-                    requested: revision,
-                    oldest: compacted,
-                });
-            }
+            let latest = txn
+                .open_table(META)?
+                .get(META_REVISION)?
+                .map_or(0, |guard| guard.value());
+            codec::ensure_history_after(&txn, revision)?;
             let mut state = std::collections::BTreeMap::new();
-            for entry in txn.open_table(OBJECTS)?.range(prefix.as_str()..)? {
-                let (key, object) = entry?;
-                if !key.value().starts_with(&prefix) {
-                    break;
-                }
-                state.insert(
-                    key.value().to_owned(),
-                    codec::decode_object(object.value())?,
-                );
-            }
+            codec::scan_objects(&txn, &prefix, |key, object| {
+                state.insert(key.to_owned(), object);
+            })?;
             if revision >= latest {
                 return Ok((state.into_values().collect(), latest));
             }

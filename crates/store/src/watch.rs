@@ -19,7 +19,7 @@ use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::codec::{self, HISTORY, META, META_COMPACTED};
+use crate::codec::{self, HISTORY};
 use crate::error::{Error, Result};
 
 /// History records read per redb read transaction during replay. Bounded so that a replay of a
@@ -186,17 +186,7 @@ struct Chunk {
 /// Reads up to `limit` history records after revision `after`, keeping those under `prefix`.
 fn read_history(db: &Database, prefix: &str, after: u64, limit: usize) -> Result<Chunk> {
     let txn = db.begin_read()?;
-    // Same transaction as the history read: the compaction point and the records agree.
-    let compacted = txn
-        .open_table(META)?
-        .get(META_COMPACTED)?
-        .map_or(0, |guard| guard.value());
-    if after < compacted {
-        return Err(Error::Compacted {
-            requested: after,
-            oldest: compacted,
-        });
-    }
+    codec::ensure_history_after(&txn, after)?;
     let history = txn.open_table(HISTORY)?;
     let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
     let mut chunk = Chunk {
