@@ -32,7 +32,7 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
     let name = request.name.as_deref().unwrap_or_default();
     let pod = state
         .store()
-        .get(&request.resource.key(namespace, name))
+        .get(&request.key())
         .await?
         .ok_or_else(|| ApiError(ApiStatus::not_found("", "pods", name)))?;
     let container = choose_container(&pod, query.get("container").map(String::as_str))?;

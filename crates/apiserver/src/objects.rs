@@ -264,13 +264,6 @@ fn not_found(request: &ResourceRequest) -> ApiStatus {
     )
 }
 
-fn key_of(request: &ResourceRequest) -> String {
-    request.resource.key(
-        request.key_namespace(),
-        request.name.as_deref().unwrap_or_default(),
-    )
-}
-
 /// Replaces an object (PUT), or its status.
 pub async fn replace(
     state: &ApiState,
@@ -285,7 +278,7 @@ pub async fn replace(
     let missing = not_found(request);
     let written = state
         .store()
-        .mutate(&key_of(request), move |current| match current {
+        .mutate(&request.key(), move |current| match current {
             None => Err(reject(missing)),
             Some(current) => next_version(r, part, current, desired).map_err(reject),
         })
@@ -350,7 +343,7 @@ pub async fn patch(
     let missing = not_found(request);
     let written = state
         .store()
-        .mutate(&key_of(request), move |current| {
+        .mutate(&request.key(), move |current| {
             let current = current.ok_or_else(|| reject(missing))?;
             let patched = apply_patch(current, patch_type, &body).map_err(reject)?;
             next_version(r, part, current, patched).map_err(reject)
@@ -379,7 +372,7 @@ pub async fn delete(
     if r.kind == "Namespace" {
         return delete_namespace(state, request, options).await;
     }
-    let node_exists = match state.store().get(&key_of(request)).await? {
+    let node_exists = match state.store().get(&request.key()).await? {
         Some(pod) if r.kind == "Pod" => match meta::str_at(&pod, &["spec", "nodeName"]) {
             Some(node) => {
                 let nodes = resource::lookup("", "v1", "nodes").expect("served");
@@ -428,13 +421,13 @@ pub async fn delete(
         Ok(Mutation::Delete)
     };
     if dry_run {
-        let current = state.store().get(&key_of(request)).await?;
+        let current = state.store().get(&request.key()).await?;
         return match decide(current.as_ref()) {
             Ok(_) => Ok(current.unwrap_or(Value::Null)),
             Err(e) => Err(flotilla_store::Error::Rejected(e).into()),
         };
     }
-    let written = state.store().mutate(&key_of(request), decide).await?;
+    let written = state.store().mutate(&request.key(), decide).await?;
     Ok(object_of(written))
 }
 
@@ -492,7 +485,7 @@ async fn delete_namespace(
             "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
         ))));
     }
-    let key = key_of(request);
+    let key = request.key();
     let current = state
         .store()
         .get(&key)
@@ -557,7 +550,7 @@ pub async fn bind(state: &ApiState, request: &ResourceRequest, binding: Value) -
     let missing = not_found(request);
     state
         .store()
-        .mutate(&key_of(request), move |current| {
+        .mutate(&request.key(), move |current| {
             let current = current.ok_or_else(|| reject(missing))?;
             let name = meta::name(current).unwrap_or_default();
             if let Some(existing) = meta::str_at(current, &["spec", "nodeName"]) {

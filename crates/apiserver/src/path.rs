@@ -27,6 +27,14 @@ impl ResourceRequest {
         self.namespace.as_deref().unwrap_or("")
     }
 
+    /// The store key of the object this request names (requests for one object only).
+    pub fn key(&self) -> String {
+        self.resource.key(
+            self.key_namespace(),
+            self.name.as_deref().unwrap_or_default(),
+        )
+    }
+
     /// The key prefix a list or watch of this request scans.
     pub fn prefix(&self) -> String {
         match &self.namespace {

@@ -111,7 +111,7 @@ async fn get(state: &ApiState, request: &ResourceRequest) -> Result<Value> {
     let name = request.name.as_deref().unwrap_or_default();
     state
         .store()
-        .get(&r.key(request.key_namespace(), name))
+        .get(&request.key())
         .await?
         .ok_or_else(|| ApiError(ApiStatus::not_found(r.group, r.plural, name)))
 }
