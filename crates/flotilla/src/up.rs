@@ -120,6 +120,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let shutdown = until_stopped();
         async move { scheduler.run(shutdown).await }
     });
+    tasks.spawn({
+        let config = flotilla_controllers::ManagerConfig::default();
+        let client = client.clone();
+        let shutdown = until_stopped();
+        async move { flotilla_controllers::run(client, config, shutdown).await }
+    });
     let module_dirs = module_dirs(args.module_dirs);
     for index in 1..=args.nodes {
         let name = format!("node-{index}");
