@@ -13,22 +13,29 @@
 //! # }
 //! ```
 
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod informer;
+pub mod job;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;
 pub mod worker;
 
-use informer::Informer;
+use daemonset::DaemonSetController;
 use deployment::DeploymentController;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use futures::future::BoxFuture;
+use informer::{Informer, ObjectKey};
+use job::JobController;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
+use queue::WorkQueue;
 use replicaset::ReplicaSetController;
 use std::future::Future;
 use std::sync::Arc;
@@ -53,9 +60,12 @@ impl Default for ManagerConfig {
 /// The caches every controller shares: one list+watch per kind for the whole manager.
 pub struct Informers {
     pub pods: Arc<Informer<Pod>>,
+    pub nodes: Arc<Informer<Node>>,
     pub replica_sets: Arc<Informer<ReplicaSet>>,
     pub deployments: Arc<Informer<Deployment>>,
     pub replication_controllers: Arc<Informer<ReplicationController>>,
+    pub jobs: Arc<Informer<Job>>,
+    pub daemon_sets: Arc<Informer<DaemonSet>>,
 }
 
 impl Informers {
@@ -63,9 +73,12 @@ impl Informers {
         let config = watcher::Config::default;
         Informers {
             pods: Informer::new(Api::all(client.clone()), config()),
+            nodes: Informer::new(Api::all(client.clone()), config()),
             replica_sets: Informer::new(Api::all(client.clone()), config()),
             deployments: Informer::new(Api::all(client.clone()), config()),
             replication_controllers: Informer::new(Api::all(client.clone()), config()),
+            jobs: Informer::new(Api::all(client.clone()), config()),
+            daemon_sets: Informer::new(Api::all(client.clone()), config()),
         }
     }
 
@@ -78,14 +91,17 @@ impl Informers {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
-        let informers = futures::future::join4(
-            self.pods.clone().run(until_stopped()),
-            self.replica_sets.clone().run(until_stopped()),
-            self.deployments.clone().run(until_stopped()),
-            self.replication_controllers.clone().run(until_stopped()),
-        );
+        let informers: Vec<BoxFuture<'static, ()>> = vec![
+            Box::pin(self.pods.clone().run(until_stopped())),
+            Box::pin(self.nodes.clone().run(until_stopped())),
+            Box::pin(self.replica_sets.clone().run(until_stopped())),
+            Box::pin(self.deployments.clone().run(until_stopped())),
+            Box::pin(self.replication_controllers.clone().run(until_stopped())),
+            Box::pin(self.jobs.clone().run(until_stopped())),
+            Box::pin(self.daemon_sets.clone().run(until_stopped())),
+        ];
         tokio::select! {
-            _ = informers => {}
+            _ = futures::future::join_all(informers) => {}
             _ = shutdown => { let _ = stop.send(true); }
         }
     }
@@ -98,29 +114,49 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let informers = Informers::new(&client);
-    let replica_sets = ReplicaSetController::new(
-        client.clone(),
-        informers.replica_sets.clone(),
-        informers.pods.clone(),
-    );
-    let replication_controllers = ReplicaSetController::new(
-        client.clone(),
-        informers.replication_controllers.clone(),
-        informers.pods.clone(),
-    );
+    let workers = config.workers;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut queues: Vec<Arc<WorkQueue<ObjectKey>>> = Vec::new();
+
     let deployments = DeploymentController::new(
         client.clone(),
         informers.deployments.clone(),
         informers.replica_sets.clone(),
         informers.pods.clone(),
     );
-    let queues = [
-        deployments.queue().clone(),
-        replica_sets.queue().clone(),
-        replication_controllers.queue().clone(),
-    ];
+    queues.push(deployments.queue().clone());
+    tasks.spawn(deployments.run(workers));
+
+    let replica_sets = ReplicaSetController::new(
+        client.clone(),
+        informers.replica_sets.clone(),
+        informers.pods.clone(),
+    );
+    queues.push(replica_sets.queue().clone());
+    tasks.spawn(replica_sets.run(workers));
+
+    let replication_controllers = ReplicaSetController::new(
+        client.clone(),
+        informers.replication_controllers.clone(),
+        informers.pods.clone(),
+    );
+    queues.push(replication_controllers.queue().clone());
+    tasks.spawn(replication_controllers.run(workers));
+
+    let jobs = JobController::new(client.clone(), informers.jobs.clone(), informers.pods.clone());
+    queues.push(jobs.queue().clone());
+    tasks.spawn(jobs.run(workers));
+
+    let daemon_sets = DaemonSetController::new(
+        client.clone(),
+        informers.daemon_sets.clone(),
+        informers.nodes.clone(),
+        informers.pods.clone(),
+    );
+    queues.push(daemon_sets.queue().clone());
+    tasks.spawn(daemon_sets.run(workers));
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let client = client.clone();
         let config = config.node_lifecycle.clone();
@@ -134,9 +170,7 @@ pub async fn run(
             }
         }
     });
-    tasks.spawn(deployments.run(config.workers));
-    tasks.spawn(replica_sets.run(config.workers));
-    tasks.spawn(replication_controllers.run(config.workers));
+
     informers.run(shutdown).await;
     // Informers stop at shutdown; the workers stop once their queues are shut down.
     let _ = stop.send(true);
