@@ -8,8 +8,9 @@
 //! - [`resource`]: the table of kinds the API serves (group, version, plural, scope).
 //! - [`meta`]: reading and writing `metadata` on untyped objects.
 //! - [`status`]: Kubernetes `Status` errors with the right code and reason.
-//! - [`validation`]: name rules and per-kind required fields, reported by field path.
-//! - [`defaults`]: the defaults Kubernetes fills in on create.
+//! - [`validation`]: name rules, per-kind required and immutable fields, reported by field
+//!   path.
+//! - [`defaults`]: the defaults Kubernetes fills in on create and update.
 //! - [`selector`]: label and field selectors.
 //!
 //! ```

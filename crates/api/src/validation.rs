@@ -6,6 +6,8 @@ use crate::status::{ApiStatus, Cause};
 use serde_json::Value;
 use std::collections::HashSet;
 
+mod workloads;
+
 const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
 
@@ -50,10 +52,39 @@ fn required(field: impl Into<String>) -> Cause {
     }
 }
 
+/// `Required value: {detail}`, for a required field with a hint about what it takes.
+fn required_because(field: impl Into<String>, detail: impl std::fmt::Display) -> Cause {
+    Cause {
+        message: format!("Required value: {detail}"),
+        ..required(field)
+    }
+}
+
 fn invalid(field: impl Into<String>, value: &str, why: impl std::fmt::Display) -> Cause {
     Cause {
         reason: "FieldValueInvalid",
         message: format!("Invalid value: \"{value}\": {why}"),
+        field: field.into(),
+    }
+}
+
+/// Like [`invalid`] for any JSON value: strings quoted, numbers and objects as JSON, the way
+/// Kubernetes prints `Invalid value: -1: must be greater than or equal to 0`.
+fn invalid_value(field: impl Into<String>, value: &Value, why: impl std::fmt::Display) -> Cause {
+    match value {
+        Value::String(text) => invalid(field, text, why),
+        other => Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {other}: {why}"),
+            field: field.into(),
+        },
+    }
+}
+
+fn forbidden(field: impl Into<String>, why: impl std::fmt::Display) -> Cause {
+    Cause {
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: {why}"),
         field: field.into(),
     }
 }
@@ -89,11 +120,18 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
             causes.push(invalid("metadata.name", name, why));
         }
     }
-    validate_labels(object, &mut causes);
+    validate_labels(&crate::meta::labels(object), "metadata.labels", &mut causes);
     match resource.kind {
-        "Pod" => validate_pod(object, &mut causes),
+        "Pod" => validate_pod_spec(
+            object.get("spec").unwrap_or(&Value::Null),
+            "spec",
+            &mut causes,
+        ),
         "Event" if object.get("involvedObject").is_none() => {
             causes.push(required("involvedObject"))
+        }
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "ReplicationController" | "Job" => {
+            workloads::validate(resource.kind, object, &mut causes)
         }
         _ => {}
     }
@@ -104,12 +142,14 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
     }
 }
 
-fn validate_labels(object: &Value, causes: &mut Vec<Cause>) {
-    for (key, value) in crate::meta::labels(object) {
-        let field = format!("metadata.labels.{key}");
+/// Label keys and values of a label map at `path` (`metadata.labels`, a template's labels, a
+/// selector's `matchLabels`).
+fn validate_labels(labels: &serde_json::Map<String, Value>, path: &str, causes: &mut Vec<Cause>) {
+    for (key, value) in labels {
+        let field = format!("{path}.{key}");
         let key_name = key.rsplit('/').next().unwrap_or_default();
         if key_name.is_empty() || key_name.len() > 63 || !label_value_ok(key_name) {
-            causes.push(invalid(&field, &key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+            causes.push(invalid(&field, key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
         }
         match value.as_str() {
             Some(v) if v.is_empty() || (v.len() <= 63 && label_value_ok(v)) => {}
@@ -128,15 +168,16 @@ fn label_value_ok(value: &str) -> bool {
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
-fn validate_pod(pod: &Value, causes: &mut Vec<Cause>) {
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array);
+/// A pod spec at `path`: `spec` of a Pod, `spec.template.spec` of a workload.
+fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let containers = spec.get("containers").and_then(Value::as_array);
     let Some(containers) = containers.filter(|c| !c.is_empty()) else {
-        causes.push(required("spec.containers"));
+        causes.push(required(format!("{path}.containers")));
         return;
     };
     let mut seen = HashSet::new();
     for (i, container) in containers.iter().enumerate() {
-        let field = format!("spec.containers[{i}]");
+        let field = format!("{path}.containers[{i}]");
         match container.get("name").and_then(Value::as_str) {
             None | Some("") => causes.push(required(format!("{field}.name"))),
             Some(name) => {
@@ -156,11 +197,35 @@ fn validate_pod(pod: &Value, causes: &mut Vec<Cause>) {
             Some(_) => {}
         }
     }
-    if let Some(policy) = pod.pointer("/spec/restartPolicy").and_then(Value::as_str) {
-        const POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
-        if !POLICIES.contains(&policy) {
-            causes.push(not_supported("spec.restartPolicy", policy, POLICIES));
-        }
+    if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !RESTART_POLICIES.contains(&policy)
+    {
+        causes.push(not_supported(
+            format!("{path}.restartPolicy"),
+            policy,
+            RESTART_POLICIES,
+        ));
+    }
+}
+
+const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+
+/// Checks an update against the object it replaces: the fields a kind does not let change.
+/// Runs besides [`validate`], which checks the new object on its own.
+pub fn validate_update(
+    resource: &ResourceType,
+    current: &Value,
+    next: &Value,
+) -> Result<(), ApiStatus> {
+    if resource.kind == "Pod" {
+        return validate_pod_update(current, next);
+    }
+    let causes = workloads::validate_update(resource.kind, current, next);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        let name = crate::meta::name(current).unwrap_or_default();
+        Err(ApiStatus::invalid(resource.kind, name, causes))
     }
 }
 

@@ -57,22 +57,30 @@ pub fn resource_list(group: &str, version: &str) -> Value {
         resources.push(describe(r));
         for sub in r.subresources {
             let verbs: &[&str] = match *sub {
-                "status" => &["get", "patch", "update"],
+                "status" | "scale" => &["get", "patch", "update"],
                 "binding" => &["create"],
                 _ => &["get"],
             };
             let kind = match *sub {
                 "binding" => "Binding",
                 "log" => "Pod",
+                "scale" => "Scale",
                 _ => r.kind,
             };
-            resources.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{}", r.plural, sub),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
                 "verbs": verbs,
-            }));
+            });
+            // A Scale belongs to another group than its parent; discovery says which, so
+            // clients decode it with the right type.
+            if *sub == "scale" {
+                entry["group"] = json!("autoscaling");
+                entry["version"] = json!("v1");
+            }
+            resources.push(entry);
         }
     }
     let group_version = if group.is_empty() {

@@ -25,7 +25,9 @@ mod error;
 mod logs;
 mod objects;
 mod path;
+mod propagation;
 mod rest;
+mod scale;
 mod table;
 mod watch;
 

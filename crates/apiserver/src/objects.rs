@@ -5,14 +5,15 @@
 use crate::ApiState;
 use crate::error::{ApiError, Result};
 use crate::path::ResourceRequest;
+use crate::propagation;
 use flotilla_api::resource::{self, ResourceType};
 use flotilla_api::{ApiStatus, defaults, meta, validation};
 use flotilla_store::{Mutation, Written};
 use serde_json::{Value, json};
 
-type Rejection = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
-fn reject(status: ApiStatus) -> Rejection {
+pub(crate) fn reject(status: ApiStatus) -> Rejection {
     Box::new(status)
 }
 
@@ -135,7 +136,7 @@ pub enum Part {
 
 /// Turns a desired object into the next stored version of `current`, enforcing
 /// resourceVersion preconditions and fields the client may not change.
-fn next_version(
+pub(crate) fn next_version(
     r: &ResourceType,
     part: Part,
     current: &Value,
@@ -184,15 +185,14 @@ fn next_version(
                 };
             }
             defaults::apply(r.kind, &mut desired);
-            if r.kind == "Pod" {
-                // Binding, not an update, sets the node; a manifest re-applied without it keeps it.
-                if desired["spec"].get("nodeName").is_none()
-                    && let Some(node) = current["spec"].get("nodeName")
-                {
-                    desired["spec"]["nodeName"] = node.clone();
-                }
-                validation::validate_pod_update(current, &desired)?;
+            // Binding, not an update, sets a pod's node; a manifest re-applied without it keeps it.
+            if r.kind == "Pod"
+                && desired["spec"].get("nodeName").is_none()
+                && let Some(node) = current["spec"].get("nodeName")
+            {
+                desired["spec"]["nodeName"] = node.clone();
             }
+            validation::validate_update(r, current, &desired)?;
             if r.has_status() {
                 match current.get("status") {
                     Some(status) => desired["status"] = status.clone(),
@@ -251,11 +251,11 @@ fn finalizers(object: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn object_of(written: Written) -> Value {
+pub(crate) fn object_of(written: Written) -> Value {
     written.object.or(written.previous).unwrap_or(Value::Null)
 }
 
-fn not_found(request: &ResourceRequest) -> ApiStatus {
+pub(crate) fn not_found(request: &ResourceRequest) -> ApiStatus {
     let r = request.resource;
     ApiStatus::not_found(
         r.group,
@@ -312,7 +312,11 @@ impl PatchType {
     }
 }
 
-fn apply_patch(current: &Value, patch_type: PatchType, patch: &[u8]) -> Result<Value, ApiStatus> {
+pub(crate) fn apply_patch(
+    current: &Value,
+    patch_type: PatchType,
+    patch: &[u8],
+) -> Result<Value, ApiStatus> {
     let mut patched = current.clone();
     match patch_type {
         PatchType::Json => {
@@ -359,10 +363,14 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// `propagationPolicy` or the legacy `orphanDependents`.
+    pub propagation: propagation::Requested,
 }
 
-/// Deletes an object. A pod running on a node is deleted gracefully: it gets a
-/// `deletionTimestamp`, its node agent stops it and then removes it, as the kubelet does.
+/// Deletes an object. An object that holds finalizers (its own, or the `orphan` and
+/// `foregroundDeletion` ones the propagation policy asks for) only gets a `deletionTimestamp`
+/// and goes once they are all removed. A pod running on a node is deleted gracefully: it gets
+/// a `deletionTimestamp`, its node agent stops it and then removes it, as the kubelet does.
 pub async fn delete(
     state: &ApiState,
     request: &ResourceRequest,
@@ -387,14 +395,13 @@ pub async fn delete(
     let decide = move |current: Option<&Value>| -> Result<Mutation, Rejection> {
         let current = current.ok_or_else(|| reject(missing))?;
         check_preconditions(r, current, &options).map_err(reject)?;
-        if !finalizers(current).is_empty() {
-            if meta::deletion_timestamp(current).is_some() {
-                return Ok(Mutation::Unchanged);
-            }
-            let mut next = current.clone();
-            meta::set_meta(&mut next, "deletionTimestamp", flotilla_api::now_rfc3339());
-            meta::metadata_mut(&mut next).insert("deletionGracePeriodSeconds".into(), json!(0));
-            return Ok(Mutation::Put(next));
+        let finalizers = if propagation::applies_to(r) {
+            propagation::finalizers_after_delete(r, &finalizers(current), options.propagation)
+        } else {
+            finalizers(current)
+        };
+        if !finalizers.is_empty() {
+            return Ok(mark_deleting(r, current, finalizers));
         }
         if r.kind == "Pod" && node_exists && !is_terminal(current) {
             let grace = options.grace_period_seconds.unwrap_or_else(|| {
@@ -429,6 +436,34 @@ pub async fn delete(
     }
     let written = state.store().mutate(&request.key(), decide).await?;
     Ok(object_of(written))
+}
+
+/// An object that waits for its finalizers: a `deletionTimestamp` (kept from the first
+/// delete), the finalizers a delete left, and, as Kubernetes does when an object starts
+/// going, a new generation, so controllers see the change.
+fn mark_deleting(r: &ResourceType, current: &Value, finalizers: Vec<Value>) -> Mutation {
+    let mut next = current.clone();
+    let first = meta::deletion_timestamp(current).is_none();
+    let metadata = meta::metadata_mut(&mut next);
+    metadata.insert("finalizers".into(), Value::Array(finalizers));
+    if first {
+        metadata.insert(
+            "deletionTimestamp".into(),
+            json!(flotilla_api::now_rfc3339()),
+        );
+        metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+        // Pods keep their generation: their node agent, not a controller, acts on deletion.
+        if r.kind != "Pod"
+            && let Some(generation) = metadata.get("generation").and_then(Value::as_i64)
+        {
+            metadata.insert("generation".into(), json!(generation + 1));
+        }
+    }
+    if same_content(&next, current) {
+        Mutation::Unchanged
+    } else {
+        Mutation::Put(next)
+    }
 }
 
 fn is_terminal(pod: &Value) -> bool {

@@ -4,9 +4,10 @@ use crate::body;
 use crate::error::{ApiError, Result};
 use crate::objects::{self, DeleteOptions, Part, PatchType};
 use crate::path::{self, ResourceRequest, Target};
-use crate::{ApiState, discovery, logs, table, watch};
+use crate::propagation::{self, Propagation};
+use crate::{ApiState, discovery, logs, scale, table, watch};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flotilla_api::ApiStatus;
 use flotilla_api::selector::{FieldSelector, LabelSelector};
@@ -57,13 +58,29 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
             Ok(body::respond(headers, StatusCode::CREATED, &created))
         }
         (&Method::DELETE, false, None) => {
-            delete_collection(&state, &request, &query, headers).await
+            let options = delete_options(&query, body).await?;
+            delete_collection(&state, &request, &query, headers, options).await
         }
         (&Method::GET, true, Some("log")) => logs::serve(&state, &request, &query).await,
         (&Method::POST, true, Some("binding")) => {
             let binding = decode(headers, body).await?;
             let status = objects::bind(&state, &request, binding).await?;
             Ok(body::respond(headers, StatusCode::CREATED, &status))
+        }
+        (&Method::GET, true, Some("scale")) => {
+            let scale = scale::get(&state, &request).await?;
+            Ok(body::respond(headers, StatusCode::OK, &scale))
+        }
+        (&Method::PUT, true, Some("scale")) => {
+            let desired = decode(headers, body).await?;
+            let scale = scale::replace(&state, &request, desired, dry_run).await?;
+            Ok(body::respond(headers, StatusCode::OK, &scale))
+        }
+        (&Method::PATCH, true, Some("scale")) => {
+            let patch_type = PatchType::from_media_type(&body::content_type(headers))?;
+            let patch = body::read(body).await?;
+            let scale = scale::patch(&state, &request, patch_type, patch.to_vec(), dry_run).await?;
+            Ok(body::respond(headers, StatusCode::OK, &scale))
         }
         (&Method::GET, true, None | Some("status")) => {
             let object = get(&state, &request).await?;
@@ -83,8 +100,13 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
         }
         (&Method::DELETE, true, None) => {
             let options = delete_options(&query, body).await?;
+            let warning = default_propagation_warning(&request, &options);
             let deleted = objects::delete(&state, &request, options).await?;
-            Ok(body::respond(headers, StatusCode::OK, &deleted))
+            let mut response = body::respond(headers, StatusCode::OK, &deleted);
+            if let Some(warning) = warning {
+                response.headers_mut().insert("warning", warning);
+            }
+            Ok(response)
         }
         (method, _, _) => Err(ApiError(ApiStatus::method_not_allowed(format!(
             "{method} is not supported on {}",
@@ -224,7 +246,36 @@ async fn delete_options(query: &Query, body: axum::body::Body) -> Result<DeleteO
         || from_body["dryRun"]
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == "All"));
+    let policy = query
+        .get("propagationPolicy")
+        .map(String::as_str)
+        .or_else(|| from_body["propagationPolicy"].as_str())
+        .map(Propagation::parse)
+        .transpose()?;
+    let orphan_dependents = match query.get("orphanDependents") {
+        Some(flag) => Some(flag.parse::<bool>().map_err(|_| {
+            ApiError(ApiStatus::bad_request(format!(
+                "orphanDependents must be true or false, not {flag:?}"
+            )))
+        })?),
+        None => from_body["orphanDependents"].as_bool(),
+    };
+    if policy.is_some() && orphan_dependents.is_some() {
+        return Err(ApiError(ApiStatus::invalid(
+            "DeleteOptions",
+            "",
+            vec![flotilla_api::Cause {
+                reason: "FieldValueInvalid",
+                message: "Invalid value: \"orphanDependents\": PropagationPolicy and OrphanDependents cannot be both set".into(),
+                field: "orphanDependents".into(),
+            }],
+        )));
+    }
     Ok(DeleteOptions {
+        propagation: propagation::Requested {
+            policy,
+            orphan_dependents,
+        },
         grace_period_seconds: grace,
         precondition_uid: from_body
             .pointer("/preconditions/uid")
@@ -238,11 +289,31 @@ async fn delete_options(query: &Query, body: axum::body::Body) -> Result<DeleteO
     })
 }
 
+/// The warning Kubernetes gives when a delete leaves a Job's pods behind only because the
+/// client named no policy (batch/v1 orphans by default; kubectl always names one).
+fn default_propagation_warning(
+    request: &ResourceRequest,
+    options: &DeleteOptions,
+) -> Option<HeaderValue> {
+    let asked = options.propagation;
+    let orphans_by_default = Propagation::default_for(request.resource) == Propagation::Orphan;
+    (request.resource.kind == "Job"
+        && orphans_by_default
+        && asked.policy.is_none()
+        && asked.orphan_dependents.is_none())
+    .then(|| {
+        HeaderValue::from_static(
+            "299 - \"child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress this warning\"",
+        )
+    })
+}
+
 async fn delete_collection(
     state: &ApiState,
     request: &ResourceRequest,
     query: &Query,
     headers: &HeaderMap,
+    options: DeleteOptions,
 ) -> Result<Response> {
     let selectors = Selectors::from_query(query)?;
     let (objects, _) = state.store().list(&request.prefix()).await?;
@@ -253,7 +324,13 @@ async fn delete_collection(
             name: flotilla_api::meta::name(object).map(str::to_string),
             ..request.clone()
         };
-        match objects::delete(state, &one, DeleteOptions::default()).await {
+        let options = DeleteOptions {
+            // Preconditions name one object; they cannot hold for every member of a collection.
+            precondition_uid: None,
+            precondition_resource_version: None,
+            ..options.clone()
+        };
+        match objects::delete(state, &one, options).await {
             Ok(object) => deleted.push(object),
             Err(ApiError(status)) if status.code == 404 => {}
             Err(other) => return Err(other),

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_api::meta;
 use flotilla_api::resource::ResourceType;
+use flotilla_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
 /// Whether the client asked for a Table.
@@ -44,6 +45,9 @@ const NAME: Column = Column {
     priority: 0,
 };
 const AGE: Column = column("Age", "string", 0);
+const CONTAINERS: Column = column("Containers", "string", 1);
+const IMAGES: Column = column("Images", "string", 1);
+const SELECTOR: Column = column("Selector", "string", 1);
 
 fn columns(kind: &str) -> Vec<Column> {
     match kind {
@@ -66,6 +70,50 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "Namespace" => vec![NAME, column("Status", "string", 0), AGE],
         "ConfigMap" => vec![NAME, column("Data", "integer", 0), AGE],
+        "Deployment" => vec![
+            NAME,
+            column("Ready", "string", 0),
+            column("Up-to-date", "integer", 0),
+            column("Available", "integer", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        "ReplicaSet" | "ReplicationController" => vec![
+            NAME,
+            column("Desired", "integer", 0),
+            column("Current", "integer", 0),
+            column("Ready", "integer", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        "DaemonSet" => vec![
+            NAME,
+            column("Desired", "integer", 0),
+            column("Current", "integer", 0),
+            column("Ready", "integer", 0),
+            column("Up-to-date", "integer", 0),
+            column("Available", "integer", 0),
+            column("Node Selector", "string", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        "Job" => vec![
+            NAME,
+            column("Status", "string", 0),
+            column("Completions", "string", 0),
+            column("Duration", "string", 0),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        "Lease" => vec![NAME, column("Holder", "string", 0), AGE],
         "Event" => vec![
             column("Last Seen", "string", 0),
             column("Type", "string", 0),
@@ -106,15 +154,6 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             ]
         }
         "Node" => {
-            let ready = object["status"]["conditions"]
-                .as_array()
-                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| c["status"] == "True");
-            let status = match ready {
-                Some(true) => "Ready",
-                Some(false) => "NotReady",
-                None => "Unknown",
-            };
             let address = object["status"]["addresses"]
                 .as_array()
                 .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
@@ -122,7 +161,7 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
                 .unwrap_or("<none>");
             vec![
                 name,
-                json!(status),
+                json!(node_status(object)),
                 json!("<none>"),
                 created.clone(),
                 json!(
@@ -141,6 +180,81 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         "ConfigMap" => vec![
             name,
             json!(object["data"].as_object().map_or(0, |d| d.len())),
+            created,
+        ],
+        "Deployment" => {
+            let status = &object["status"];
+            let mut row = vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    count(&status["readyReplicas"]),
+                    count(&object["spec"]["replicas"])
+                )),
+                json!(count(&status["updatedReplicas"])),
+                json!(count(&status["availableReplicas"])),
+                created,
+            ];
+            row.extend(template_cells(kind, object));
+            row
+        }
+        "ReplicaSet" | "ReplicationController" => {
+            let status = &object["status"];
+            let mut row = vec![
+                name,
+                json!(count(&object["spec"]["replicas"])),
+                json!(count(&status["replicas"])),
+                json!(count(&status["readyReplicas"])),
+                created,
+            ];
+            row.extend(template_cells(kind, object));
+            row
+        }
+        "DaemonSet" => {
+            let status = &object["status"];
+            let node_selector = object["spec"]["template"]["spec"]["nodeSelector"]
+                .as_object()
+                .map(|labels| {
+                    let mut pairs: Vec<String> = labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect();
+                    pairs.sort();
+                    pairs.join(",")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "<none>".into());
+            let mut row = vec![
+                name,
+                json!(count(&status["desiredNumberScheduled"])),
+                json!(count(&status["currentNumberScheduled"])),
+                json!(count(&status["numberReady"])),
+                json!(count(&status["updatedNumberScheduled"])),
+                json!(count(&status["numberAvailable"])),
+                json!(node_selector),
+                created,
+            ];
+            row.extend(template_cells(kind, object));
+            row
+        }
+        "Job" => {
+            let mut row = vec![
+                name,
+                json!(job_status(object)),
+                json!(job_completions(object)),
+                json!(job_duration(object)),
+                created,
+            ];
+            row.extend(template_cells(kind, object));
+            row
+        }
+        "Lease" => vec![
+            name,
+            json!(
+                object["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or_default()
+            ),
             created,
         ],
         "Event" => {
@@ -162,6 +276,113 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         }
         _ => vec![name, created],
     }
+}
+
+/// An integer count that Kubernetes omits when zero.
+fn count(value: &Value) -> i64 {
+    value.as_i64().unwrap_or(0)
+}
+
+/// The `-o wide` cells every workload shares: CONTAINERS, IMAGES and SELECTOR of its template.
+fn template_cells(kind: &str, object: &Value) -> [Value; 3] {
+    let containers = object["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let join = |field: &str| {
+        let values: Vec<&str> = containers
+            .iter()
+            .filter_map(|c| c[field].as_str())
+            .collect();
+        values.join(",")
+    };
+    let selector = &object["spec"]["selector"];
+    let selector = if kind == "ReplicationController" {
+        selector
+            .as_object()
+            .map_or(Ok(LabelSelector::default()), LabelSelector::from_labels)
+    } else {
+        LabelSelector::from_label_selector(selector)
+    };
+    let selector = match selector.map(|s| s.to_string()) {
+        Ok(text) if !text.is_empty() => text,
+        _ => "<none>".into(),
+    };
+    [json!(join("name")), json!(join("image")), json!(selector)]
+}
+
+/// The STATUS column of `kubectl get nodes`: Ready or NotReady by the Ready condition
+/// (Unknown without one), plus SchedulingDisabled for a cordoned node.
+fn node_status(node: &Value) -> String {
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"] == "True");
+    let mut status = match ready {
+        Some(true) => "Ready",
+        Some(false) => "NotReady",
+        None => "Unknown",
+    }
+    .to_string();
+    if node["spec"]["unschedulable"] == true {
+        status.push_str(",SchedulingDisabled");
+    }
+    status
+}
+
+fn has_condition(job: &Value, kind: &str) -> bool {
+    job["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == kind && c["status"] == "True")
+    })
+}
+
+/// The STATUS column of `kubectl get jobs`, in kubectl's order of precedence.
+fn job_status(job: &Value) -> &'static str {
+    if has_condition(job, "Complete") {
+        "Complete"
+    } else if has_condition(job, "Failed") {
+        "Failed"
+    } else if meta::deletion_timestamp(job).is_some() {
+        "Terminating"
+    } else if has_condition(job, "Suspended") {
+        "Suspended"
+    } else if has_condition(job, "FailureTarget") {
+        "FailureTarget"
+    } else if has_condition(job, "SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    }
+}
+
+/// The COMPLETIONS column: `succeeded/completions`; a Job without completions is done after
+/// one success, shown as `n/1` (with its parallelism when that is above one).
+fn job_completions(job: &Value) -> String {
+    let succeeded = count(&job["status"]["succeeded"]);
+    let spec = &job["spec"];
+    match (spec["completions"].as_i64(), spec["parallelism"].as_i64()) {
+        (Some(completions), _) => format!("{succeeded}/{completions}"),
+        (None, None) => "0/1".into(),
+        (None, Some(parallelism)) if parallelism > 1 => {
+            format!("{succeeded}/1 of {parallelism}")
+        }
+        (None, Some(_)) => format!("{succeeded}/1"),
+    }
+}
+
+/// The DURATION column: from start to completion, or to now while the Job runs.
+fn job_duration(job: &Value) -> String {
+    let time = |field: &str| {
+        job["status"][field]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    };
+    let Some(start) = time("startTime") else {
+        return String::new();
+    };
+    let end = time("completionTime").unwrap_or_else(jiff::Timestamp::now);
+    human_duration((end - start).get_seconds())
 }
 
 /// The STATUS column of `kubectl get pods`: the most telling container reason, else the phase.
@@ -194,7 +415,12 @@ fn age(timestamp: Option<&str>) -> String {
     let Some(then) = timestamp.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
         return "<unknown>".into();
     };
-    let seconds = (jiff::Timestamp::now() - then).get_seconds().max(0);
+    human_duration((jiff::Timestamp::now() - then).get_seconds())
+}
+
+/// A duration the way kubectl prints ages and job durations.
+fn human_duration(seconds: i64) -> String {
+    let seconds = seconds.max(0);
     let (m, h, d) = (seconds / 60, seconds / 3600, seconds / 86400);
     match seconds {
         s if s < 120 => format!("{s}s"),
@@ -257,6 +483,72 @@ mod tests {
         assert_eq!(pod_status(&done), "Completed");
         let deleting = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
         assert_eq!(pod_status(&deleting), "Terminating");
+    }
+
+    fn row(kind: &str, object: Value) -> Vec<Value> {
+        let cells = cells(kind, &object);
+        assert_eq!(cells.len(), columns(kind).len(), "{kind}");
+        cells
+    }
+
+    #[test]
+    fn workloads_show_kubectl_columns() {
+        let deployment = json!({"metadata": {"name": "web"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"spec": {"containers": [
+                         {"name": "a", "image": "a.wasm"}, {"name": "b", "image": "b.wasm"}]}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let cells = row("Deployment", deployment);
+        assert_eq!(cells[1..4], [json!("2/3"), json!(3), json!(2)]);
+        assert_eq!(
+            cells[5..],
+            [json!("a,b"), json!("a.wasm,b.wasm"), json!("app=web")]
+        );
+
+        let rc =
+            json!({"metadata": {"name": "rc"}, "spec": {"replicas": 2, "selector": {"app": "x"}}});
+        let cells = row("ReplicationController", rc);
+        assert_eq!(cells[1..4], [json!(2), json!(0), json!(0)]);
+        assert_eq!(cells[7], json!("app=x"));
+
+        let ds = json!({"metadata": {"name": "ds"}, "spec": {"template": {"spec": {
+            "nodeSelector": {"zone": "a", "disk": "ssd"}}}}, "status": {"desiredNumberScheduled": 2}});
+        let cells = row("DaemonSet", ds);
+        assert_eq!(cells[1], json!(2));
+        assert_eq!(cells[6], json!("disk=ssd,zone=a"));
+
+        let lease = json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1"}});
+        assert_eq!(row("Lease", lease)[1], json!("n1"));
+    }
+
+    #[test]
+    fn jobs_show_status_completions_and_duration() {
+        let done = json!({"metadata": {"name": "pi"}, "spec": {"completions": 1, "parallelism": 1},
+            "status": {"succeeded": 1, "startTime": "2026-01-01T00:00:00Z",
+                       "completionTime": "2026-01-01T00:00:07Z",
+                       "conditions": [{"type": "Complete", "status": "True"}]}});
+        let cells = row("Job", done);
+        assert_eq!(cells[1..4], [json!("Complete"), json!("1/1"), json!("7s")]);
+        let work_queue = json!({"spec": {"parallelism": 3}, "status": {
+            "conditions": [{"type": "Suspended", "status": "True"}]}});
+        assert_eq!(job_completions(&work_queue), "0/1 of 3");
+        assert_eq!(job_status(&work_queue), "Suspended");
+        assert_eq!(job_duration(&work_queue), "");
+    }
+
+    #[test]
+    fn nodes_show_readiness_and_cordoning() {
+        let node = |status: &str, unschedulable: bool| {
+            json!({"spec": {"unschedulable": unschedulable},
+                   "status": {"conditions": [{"type": "Ready", "status": status}]}})
+        };
+        assert_eq!(node_status(&node("True", false)), "Ready");
+        assert_eq!(node_status(&node("Unknown", false)), "NotReady");
+        assert_eq!(
+            node_status(&node("False", true)),
+            "NotReady,SchedulingDisabled"
+        );
+        assert_eq!(node_status(&json!({})), "Unknown");
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: RwLock<Vec<Handler<K>>>,
+    /// Becomes true at the first complete list. (The reflector Store's own
+    /// `wait_until_ready` wakes only one of several concurrent waiters: its oneshot channel
+    /// keeps a single waker.)
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -50,6 +54,7 @@ where
             store,
             writer: Mutex::new(Some(writer)),
             handlers: RwLock::new(Vec::new()),
+            synced: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -61,7 +66,7 @@ where
     /// Completes once the first list has filled the cache. Controllers must not act on an
     /// unsynced cache: an empty pod cache would make every ReplicaSet look short of pods.
     pub async fn synced(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let _ = self.synced.subscribe().wait_for(|synced| *synced).await;
     }
 
     /// Calls `handler` on every change from now on. Register handlers before [`Informer::run`].
@@ -124,6 +129,7 @@ where
             }
             watcher::Event::InitDone => {
                 writer.apply_watcher_event(&event);
+                self.synced.send_replace(true);
                 tracing::debug!(kind = %K::kind(&()), objects = self.store.len(), "cache synced");
                 handlers.iter().for_each(|h| h(&Change::Resynced));
             }

@@ -16,6 +16,7 @@
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
+pub mod gc;
 pub mod informer;
 pub mod job;
 pub mod node_lifecycle;
@@ -31,6 +32,7 @@ use informer::{Informer, ObjectKey};
 use job::JobController;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kube::Client;
 use kube::api::Api;
@@ -66,6 +68,7 @@ pub struct Informers {
     pub replication_controllers: Arc<Informer<ReplicationController>>,
     pub jobs: Arc<Informer<Job>>,
     pub daemon_sets: Arc<Informer<DaemonSet>>,
+    pub leases: Arc<Informer<Lease>>,
 }
 
 impl Informers {
@@ -79,6 +82,7 @@ impl Informers {
             replication_controllers: Informer::new(Api::all(client.clone()), config()),
             jobs: Informer::new(Api::all(client.clone()), config()),
             daemon_sets: Informer::new(Api::all(client.clone()), config()),
+            leases: Informer::new(Api::all(client.clone()), config()),
         }
     }
 
@@ -99,6 +103,7 @@ impl Informers {
             Box::pin(self.replication_controllers.clone().run(until_stopped())),
             Box::pin(self.jobs.clone().run(until_stopped())),
             Box::pin(self.daemon_sets.clone().run(until_stopped())),
+            Box::pin(self.leases.clone().run(until_stopped())),
         ];
         tokio::select! {
             _ = futures::future::join_all(informers) => {}
@@ -156,6 +161,19 @@ pub async fn run(
     queues.push(daemon_sets.queue().clone());
     tasks.spawn(daemon_sets.run(workers));
 
+    let collector = gc::Builder::new(client.clone())
+        .follow(gc::Kind::Pod, &informers.pods)
+        .follow(gc::Kind::ReplicaSet, &informers.replica_sets)
+        .follow(gc::Kind::Deployment, &informers.deployments)
+        .follow(gc::Kind::ReplicationController, &informers.replication_controllers)
+        .follow(gc::Kind::Job, &informers.jobs)
+        .follow(gc::Kind::DaemonSet, &informers.daemon_sets)
+        .follow(gc::Kind::Node, &informers.nodes)
+        .follow(gc::Kind::Lease, &informers.leases)
+        .build();
+    let gc_queue = collector.queue().clone();
+    tasks.spawn(collector.run(workers));
+
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tasks.spawn({
         let client = client.clone();
@@ -177,6 +195,7 @@ pub async fn run(
     for queue in queues {
         queue.shut_down();
     }
+    gc_queue.shut_down();
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

@@ -259,7 +259,7 @@ pub async fn delete(args: DeleteArgs) -> Result<()> {
     let client = args.connection.client().await?;
     let namespace = args.connection.namespace(&client);
     let api = objects::api(&client, r, Some(&namespace));
-    let deleted = api.delete(&args.name, &DeleteParams::default()).await?;
+    let deleted = api.delete(&args.name, &DeleteParams::background()).await?;
     let uid = deleted.either(|o| o.metadata.uid, |_| None);
     println!("{} \"{}\" deleted", r.singular, args.name);
     if !args.no_wait

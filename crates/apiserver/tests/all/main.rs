@@ -5,6 +5,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
+mod workloads;
+
 async fn router(token: Option<&str>) -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let store = flotilla_store::Store::open(&dir.path().join("store.redb"), Default::default())
