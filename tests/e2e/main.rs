@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod deployments;
 mod durability;
 mod nodes;
 mod pods;

@@ -252,7 +252,8 @@ impl GarbageCollector {
                     graph.remove(&key, old.meta());
                 }
                 graph.add(&key, new);
-                if (references_changed && new.owner_references.as_ref().is_some_and(|r| !r.is_empty()))
+                if (references_changed
+                    && new.owner_references.as_ref().is_some_and(|r| !r.is_empty()))
                     || awaits_collector(new)
                 {
                     self.queue.add(key);
@@ -292,7 +293,10 @@ impl GarbageCollector {
                     let meta = object.meta();
                     let key = key_of(kind, meta);
                     graph.add(&key, meta);
-                    if meta.owner_references.as_ref().is_some_and(|r| !r.is_empty())
+                    if meta
+                        .owner_references
+                        .as_ref()
+                        .is_some_and(|r| !r.is_empty())
                         || awaits_collector(meta)
                     {
                         self.queue.add(key);
@@ -330,7 +334,11 @@ impl GarbageCollector {
         if awaits_collector(&meta) {
             self.finish_owner(key, &meta).await?;
         }
-        if meta.owner_references.as_ref().is_some_and(|r| !r.is_empty()) {
+        if meta
+            .owner_references
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+        {
             self.check_dependent(key, &meta).await?;
         }
         Ok(Action::AwaitChange)
@@ -341,11 +349,18 @@ impl GarbageCollector {
         let uid = meta.uid.clone().unwrap_or_default();
         let dependents: Vec<GcKey> = {
             let graph = self.graph.lock().expect("graph lock");
-            graph.dependents.get(&uid).into_iter().flatten().cloned().collect()
+            graph
+                .dependents
+                .get(&uid)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect()
         };
         if has_finalizer(meta, ORPHAN) {
             for dependent in &dependents {
-                self.remove_owner_references(dependent, |r| r.uid == uid).await?;
+                self.remove_owner_references(dependent, |r| r.uid == uid)
+                    .await?;
             }
             tracing::info!(object = %key, dependents = dependents.len(), "orphaned dependents");
             return self.remove_finalizer(key, meta, ORPHAN).await;
@@ -432,7 +447,11 @@ impl GarbageCollector {
         } else {
             DeleteParams::background()
         };
-        match self.api(key.kind, &key.namespace).delete(&key.name, &params).await {
+        match self
+            .api(key.kind, &key.namespace)
+            .delete(&key.name, &params)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(error) => Err(error).with_context(|| format!("deleting {key}")),
@@ -490,7 +509,9 @@ impl GarbageCollector {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(error) => Err(error).with_context(|| format!("removing the {finalizer} finalizer of {key}")),
+            Err(error) => {
+                Err(error).with_context(|| format!("removing the {finalizer} finalizer of {key}"))
+            }
         }
     }
 }

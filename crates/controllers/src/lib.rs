@@ -148,7 +148,11 @@ pub async fn run(
     queues.push(replication_controllers.queue().clone());
     tasks.spawn(replication_controllers.run(workers));
 
-    let jobs = JobController::new(client.clone(), informers.jobs.clone(), informers.pods.clone());
+    let jobs = JobController::new(
+        client.clone(),
+        informers.jobs.clone(),
+        informers.pods.clone(),
+    );
     queues.push(jobs.queue().clone());
     tasks.spawn(jobs.run(workers));
 
@@ -165,7 +169,10 @@ pub async fn run(
         .follow(gc::Kind::Pod, &informers.pods)
         .follow(gc::Kind::ReplicaSet, &informers.replica_sets)
         .follow(gc::Kind::Deployment, &informers.deployments)
-        .follow(gc::Kind::ReplicationController, &informers.replication_controllers)
+        .follow(
+            gc::Kind::ReplicationController,
+            &informers.replication_controllers,
+        )
         .follow(gc::Kind::Job, &informers.jobs)
         .follow(gc::Kind::DaemonSet, &informers.daemon_sets)
         .follow(gc::Kind::Node, &informers.nodes)
@@ -184,7 +191,10 @@ pub async fn run(
                 let _ = stopped.wait_for(|s| *s).await;
             };
             if let Err(error) = node_lifecycle::run(client, config, shutdown).await {
-                tracing::error!(error = format!("{error:#}"), "node lifecycle controller failed");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "node lifecycle controller failed"
+                );
             }
         }
     });

@@ -2,12 +2,12 @@
 //! how to make one from a template.
 
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::core::{Selector, SelectorExt};
 use kube::{Resource, ResourceExt};
-use std::collections::BTreeMap;
 use rand::Rng;
+use std::collections::BTreeMap;
 
 /// Whether `selector` picks an object with `labels`. An empty selector picks nothing here:
 /// controllers must never claim every pod of a namespace by accident.
@@ -72,9 +72,7 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> 
     match ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
-        Some(since) => {
-            since + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) <= now
-        }
+        Some(since) => since + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) <= now,
     }
 }
 
@@ -193,9 +191,7 @@ mod tests {
                     vec![PodCondition {
                         type_: "Ready".into(),
                         status: "True".into(),
-                        last_transition_time: Some(Time(
-                            jiff::Timestamp::from_second(at).unwrap(),
-                        )),
+                        last_transition_time: Some(Time(jiff::Timestamp::from_second(at).unwrap())),
                         ..Default::default()
                     }]
                 }),

@@ -168,7 +168,10 @@ mod tests {
         queue.add("a".to_string());
         let key = queue.next().await.unwrap();
         queue.add("a".to_string());
-        assert!(queue.is_empty(), "a key in processing must not be handed out twice");
+        assert!(
+            queue.is_empty(),
+            "a key in processing must not be handed out twice"
+        );
         queue.done(&key);
         assert_eq!(queue.len(), 1);
         assert_eq!(queue.next().await.as_deref(), Some("a"));

@@ -11,10 +11,10 @@ use crate::worker::{Action, run_workers};
 use anyhow::Context as _;
 use flotilla_client::events::{EventType, Recorder};
 use futures::future::join_all;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use k8s_openapi::NamespaceResourceScope;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,7 +29,13 @@ const BURST_REPLICAS: usize = 500;
 /// What the controller needs of a ReplicaSet or a ReplicationController.
 pub trait Replicated:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// The component name its events carry.
     const COMPONENT: &'static str;
@@ -68,7 +74,7 @@ impl Replicated for ReplicaSet {
     }
 
     fn min_ready_seconds(&self) -> i32 {
-self.spec.min_ready_seconds.unwrap_or(0)
+        self.spec.min_ready_seconds.unwrap_or(0)
     }
 
     fn counts(&self) -> Option<ReplicaCounts> {
@@ -198,7 +204,11 @@ impl<R: Replicated> ReplicaSetController<R> {
         let owner_uid = owner.uid().unwrap_or_default();
         let deleting = owner.meta().deletion_timestamp.is_some();
         let pods = self.claim_pods(&owner, deleting).await?;
-        let active: Vec<&Pod> = pods.iter().map(Arc::as_ref).filter(|p| pods::is_active(p)).collect();
+        let active: Vec<&Pod> = pods
+            .iter()
+            .map(Arc::as_ref)
+            .filter(|p| pods::is_active(p))
+            .collect();
 
         let pods_cache = &self.pods;
         let caught_up = self.expectations.satisfied(key, |name| {
@@ -245,9 +255,13 @@ impl<R: Replicated> ReplicaSetController<R> {
                             "ownerReferences": remaining,
                             "resourceVersion": pod.resource_version(),
                         }});
-                        api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-                            .await
-                            .with_context(|| format!("releasing pod {}", pod.name_any()))?;
+                        api.patch(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
+                        .await
+                        .with_context(|| format!("releasing pod {}", pod.name_any()))?;
                     }
                 }
                 None if matches && !deleting && pods::is_active(&pod) => {
@@ -258,7 +272,11 @@ impl<R: Replicated> ReplicaSetController<R> {
                         "resourceVersion": pod.resource_version(),
                     }});
                     match api
-                        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                        .patch(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
                         .await
                     {
                         Ok(adopted) => claimed.push(Arc::new(adopted)),
@@ -304,7 +322,8 @@ impl<R: Replicated> ReplicaSetController<R> {
         let names: Vec<String> = (0..count)
             .map(|_| pods::generated_name(&owner.name_any()))
             .collect();
-        self.expectations.expect_creations(key, names.iter().cloned());
+        self.expectations
+            .expect_creations(key, names.iter().cloned());
         let reference = pods::controller_reference(owner);
         let mut remaining = names.as_slice();
         let mut batch_size = 1;
@@ -313,7 +332,8 @@ impl<R: Replicated> ReplicaSetController<R> {
             remaining = rest;
             batch_size *= 2;
             let results = join_all(batch.iter().map(|name| {
-                let pod = pods::from_template(template, &key.namespace, name.clone(), reference.clone());
+                let pod =
+                    pods::from_template(template, &key.namespace, name.clone(), reference.clone());
                 let api = api.clone();
                 async move { (name, api.create(&PostParams::default(), &pod).await) }
             }))
@@ -323,7 +343,12 @@ impl<R: Replicated> ReplicaSetController<R> {
                 match result {
                     Ok(_) => {
                         self.recorder
-                            .record(owner, EventType::Normal, "SuccessfulCreate", format!("Created pod: {name}"))
+                            .record(
+                                owner,
+                                EventType::Normal,
+                                "SuccessfulCreate",
+                                format!("Created pod: {name}"),
+                            )
                             .await
                     }
                     Err(error) => {
@@ -341,7 +366,12 @@ impl<R: Replicated> ReplicaSetController<R> {
                     other => other.to_string(),
                 };
                 self.recorder
-                    .record(owner, EventType::Warning, "FailedCreate", format!("Error creating: {message}"))
+                    .record(
+                        owner,
+                        EventType::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {message}"),
+                    )
                     .await;
                 return Err(error).context("creating pods");
             }
@@ -349,10 +379,16 @@ impl<R: Replicated> ReplicaSetController<R> {
         Ok(())
     }
 
-    async fn delete_pods(&self, owner: &R, key: &ObjectKey, surplus: &[&Pod]) -> anyhow::Result<()> {
+    async fn delete_pods(
+        &self,
+        owner: &R,
+        key: &ObjectKey,
+        surplus: &[&Pod],
+    ) -> anyhow::Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         let names: Vec<String> = surplus.iter().map(|p| p.name_any()).collect();
-        self.expectations.expect_deletions(key, names.iter().cloned());
+        self.expectations
+            .expect_deletions(key, names.iter().cloned());
         let results = join_all(names.iter().map(|name| {
             let api = api.clone();
             async move { (name, api.delete(name, &DeleteParams::default()).await) }
@@ -363,7 +399,12 @@ impl<R: Replicated> ReplicaSetController<R> {
             match result {
                 Ok(_) => {
                     self.recorder
-                        .record(owner, EventType::Normal, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                        .record(
+                            owner,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {name}"),
+                        )
                         .await
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -392,7 +433,11 @@ impl<R: Replicated> ReplicaSetController<R> {
             fully_labeled_replicas: count(
                 active
                     .iter()
-                    .filter(|p| template_labels.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+                    .filter(|p| {
+                        template_labels
+                            .iter()
+                            .all(|(k, v)| p.labels().get(k) == Some(v))
+                    })
                     .count(),
             ),
             ready_replicas: count(active.iter().filter(|p| pods::is_ready(p)).count()),
@@ -405,14 +450,21 @@ impl<R: Replicated> ReplicaSetController<R> {
             observed_generation: owner.meta().generation.unwrap_or(0),
         };
         if owner.counts().as_ref() != Some(&counts) {
-            let api: Api<R> = Api::namespaced(self.client.clone(), &owner.namespace().unwrap_or_default());
+            let api: Api<R> =
+                Api::namespaced(self.client.clone(), &owner.namespace().unwrap_or_default());
             let patch = serde_json::json!({ "status": counts });
             match api
-                .patch_status(&owner.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .patch_status(
+                    &owner.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
                 .await
             {
                 Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Action::AwaitChange),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    return Ok(Action::AwaitChange);
+                }
                 Err(error) => return Err(error).context("updating status"),
             }
         }
@@ -444,7 +496,9 @@ fn owners_of_pod<R: Replicated>(owners: &Informer<R>, pod: &Pod) -> Vec<ObjectKe
             .store()
             .state()
             .iter()
-            .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()) && o.selects(pod.labels()))
+            .filter(|o| {
+                o.namespace().as_deref() == Some(namespace.as_str()) && o.selects(pod.labels())
+            })
             .map(|o| ObjectKey::of(o.as_ref()))
             .collect(),
     }

@@ -83,12 +83,16 @@ impl DeploymentController {
                     Change::Applied { new, .. } if pods::is_finished(new) => *new,
                     _ => return,
                 };
-                let Some(rs_ref) = pods::controller_of(pod).filter(|r| r.kind == "ReplicaSet") else {
+                let Some(rs_ref) = pods::controller_of(pod).filter(|r| r.kind == "ReplicaSet")
+                else {
                     return;
                 };
                 let rs = replica_sets.get(pod.namespace().as_deref(), &rs_ref.name);
                 if let Some(d_ref) = rs.as_deref().and_then(pods::controller_of) {
-                    queue.add(ObjectKey::new(pod.namespace().unwrap_or_default(), d_ref.name.clone()));
+                    queue.add(ObjectKey::new(
+                        pod.namespace().unwrap_or_default(),
+                        d_ref.name.clone(),
+                    ));
                 }
             }
         });
@@ -137,7 +141,12 @@ impl DeploymentController {
             .into_iter()
             .partition(|rs| revision::runs_template(rs, template));
         let new_rs = new_rs.into_iter().next();
-        old.sort_by_key(|rs| (rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.name_any()));
+        old.sort_by_key(|rs| {
+            (
+                rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                rs.name_any(),
+            )
+        });
 
         let mut rollout = Rollout {
             controller: self,
@@ -225,9 +234,13 @@ impl DeploymentController {
                             .cloned()
                             .collect();
                         let patch = serde_json::json!({"metadata": {"ownerReferences": remaining}});
-                        api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-                            .await
-                            .context("releasing a ReplicaSet")?;
+                        api.patch(
+                            &rs.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
+                        .await
+                        .context("releasing a ReplicaSet")?;
                     }
                 }
                 None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
@@ -235,7 +248,11 @@ impl DeploymentController {
                     references.push(pods::controller_reference(deployment));
                     let patch = serde_json::json!({"metadata": {"ownerReferences": references}});
                     let adopted = api
-                        .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                        .patch(
+                            &rs.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
                         .await
                         .context("adopting a ReplicaSet")?;
                     claimed.push(adopted);
@@ -299,7 +316,12 @@ impl Rollout<'_> {
         };
         let new_view = view(&new_rs);
         self.new_rs = Some(new_rs);
-        let all: Vec<RsView> = self.old.iter().map(view).chain([new_view.clone()]).collect();
+        let all: Vec<RsView> = self
+            .old
+            .iter()
+            .map(view)
+            .chain([new_view.clone()])
+            .collect();
         let target = rollout::new_rs_replicas(desired, surge, &new_view, &all);
         if target != new_view.replicas {
             self.scale_new(target).await?;
@@ -375,7 +397,12 @@ impl Rollout<'_> {
     }
 
     fn next_revision(&self) -> i64 {
-        self.old.iter().map(revision::revision_of).max().unwrap_or(0) + 1
+        self.old
+            .iter()
+            .map(revision::revision_of)
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     /// Brings an existing new ReplicaSet's revision, annotations and minReadySeconds in line
@@ -396,7 +423,11 @@ impl Rollout<'_> {
             });
             let updated = self
                 .api()
-                .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .patch(
+                    &rs.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
                 .await
                 .context("updating the new ReplicaSet's revision")?;
             self.controller.wrote(self.key, &updated);
@@ -460,19 +491,33 @@ impl Rollout<'_> {
         let created = match self.api().create(&PostParams::default(), &rs).await {
             Ok(created) => created,
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                let existing = self.api().get(&name).await.context("reading a ReplicaSet")?;
+                let existing = self
+                    .api()
+                    .get(&name)
+                    .await
+                    .context("reading a ReplicaSet")?;
                 if revision::runs_template(&existing, &deployment.spec.template)
                     && pods::is_controlled_by(&existing, &deployment.uid().unwrap_or_default())
                 {
                     existing
                 } else {
                     // Another template hashed to the same name: hash again with a new count.
-                    let patch = serde_json::json!({"status": {"collisionCount": collision_count + 1}});
-                    Api::<Deployment>::namespaced(self.controller.client.clone(), &self.key.namespace)
-                        .patch_status(&deployment.name_any(), &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                        .context("recording a hash collision")?;
-                    anyhow::bail!("ReplicaSet {name} exists with another template; retrying with a new hash");
+                    let patch =
+                        serde_json::json!({"status": {"collisionCount": collision_count + 1}});
+                    Api::<Deployment>::namespaced(
+                        self.controller.client.clone(),
+                        &self.key.namespace,
+                    )
+                    .patch_status(
+                        &deployment.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await
+                    .context("recording a hash collision")?;
+                    anyhow::bail!(
+                        "ReplicaSet {name} exists with another template; retrying with a new hash"
+                    );
                 }
             }
             Err(error) => return Err(error).context("creating the new ReplicaSet"),
@@ -499,7 +544,11 @@ impl Rollout<'_> {
         }
         let patch = serde_json::json!({"metadata": {"annotations": {REVISION: revision}}});
         Api::<Deployment>::namespaced(self.controller.client.clone(), &self.key.namespace)
-            .patch(&self.deployment.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .patch(
+                &self.deployment.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
             .await
             .context("recording the Deployment's revision")?;
         Ok(())
@@ -529,7 +578,11 @@ impl Rollout<'_> {
         let patch = serde_json::json!({"spec": {"replicas": replicas}});
         let scaled = self
             .api()
-            .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+            .patch(
+                &rs.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
             .await
             .with_context(|| format!("scaling ReplicaSet {}", rs.name_any()))?;
         self.controller.wrote(self.key, &scaled);
@@ -540,7 +593,10 @@ impl Rollout<'_> {
                 self.deployment,
                 EventType::Normal,
                 "ScalingReplicaSet",
-                format!("Scaled {direction} replica set {} from {from} to {replicas}", rs.name_any()),
+                format!(
+                    "Scaled {direction} replica set {} from {from} to {replicas}",
+                    rs.name_any()
+                ),
             )
             .await;
         Ok(scaled)
@@ -569,11 +625,17 @@ impl Rollout<'_> {
         if computed.changed {
             let patch = serde_json::json!({"status": computed.status});
             match Api::<Deployment>::namespaced(self.controller.client.clone(), &self.key.namespace)
-                .patch_status(&self.deployment.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+                .patch_status(
+                    &self.deployment.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
                 .await
             {
                 Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Action::AwaitChange),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    return Ok(Action::AwaitChange);
+                }
                 Err(error) => return Err(error).context("updating the Deployment's status"),
             }
         }
@@ -587,7 +649,12 @@ impl Rollout<'_> {
     }
 
     async fn clean_up_history(&self) -> anyhow::Result<()> {
-        let limit = self.deployment.spec.revision_history_limit.unwrap_or(10).max(0) as usize;
+        let limit = self
+            .deployment
+            .spec
+            .revision_history_limit
+            .unwrap_or(10)
+            .max(0) as usize;
         let mut retired: Vec<&ReplicaSet> = self
             .old
             .iter()
@@ -604,7 +671,11 @@ impl Rollout<'_> {
         let excess = retired.len() - limit;
         for rs in &retired[..excess] {
             tracing::info!(deployment = %self.key, replicaset = %rs.name_any(), "deleting a ReplicaSet beyond the revision history limit");
-            match self.api().delete(&rs.name_any(), &DeleteParams::background()).await {
+            match self
+                .api()
+                .delete(&rs.name_any(), &DeleteParams::background())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => return Err(error).context("deleting an old ReplicaSet"),
@@ -633,7 +704,9 @@ fn view(rs: &ReplicaSet) -> RsView {
 fn deployments_of_rs(deployments: &Informer<Deployment>, rs: &ReplicaSet) -> Vec<ObjectKey> {
     let namespace = rs.namespace().unwrap_or_default();
     match pods::controller_of(rs) {
-        Some(owner) if owner.kind == "Deployment" => vec![ObjectKey::new(namespace, owner.name.clone())],
+        Some(owner) if owner.kind == "Deployment" => {
+            vec![ObjectKey::new(namespace, owner.name.clone())]
+        }
         Some(_) => Vec::new(),
         None => deployments
             .store()

@@ -80,7 +80,10 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: i32) -> String
     };
     bytes.iter().copied().for_each(&mut feed);
     if collision_count > 0 {
-        collision_count.to_le_bytes().into_iter().for_each(&mut feed);
+        collision_count
+            .to_le_bytes()
+            .into_iter()
+            .for_each(&mut feed);
     }
     hash.to_string()
         .bytes()
@@ -130,7 +133,11 @@ mod tests {
         assert_ne!(a, template_hash(&template("v1", None), 1));
         let mut with_empty = template("v1", None);
         with_empty.spec.as_mut().unwrap().containers[0].resources = Some(Default::default());
-        assert_eq!(a, template_hash(&with_empty, 0), "empty fields do not count");
+        assert_eq!(
+            a,
+            template_hash(&with_empty, 0),
+            "empty fields do not count"
+        );
         assert!(a.bytes().all(|b| b"456789bcdf".contains(&b)), "{a}");
     }
 }

@@ -92,11 +92,12 @@ pub fn scale_down_old(
     }
     let mut old: Vec<RsView> = old.to_vec();
     let mut changes: Vec<(String, i32)> = Vec::new();
-    let record = |changes: &mut Vec<(String, i32)>, rs: &RsView| {
-        match changes.iter_mut().find(|(name, _)| *name == rs.name) {
-            Some(change) => change.1 = rs.replicas,
-            None => changes.push((rs.name.clone(), rs.replicas)),
-        }
+    let record = |changes: &mut Vec<(String, i32)>, rs: &RsView| match changes
+        .iter_mut()
+        .find(|(name, _)| *name == rs.name)
+    {
+        Some(change) => change.1 = rs.replicas,
+        None => changes.push((rs.name.clone(), rs.replicas)),
     };
     // Unavailable pods of old ReplicaSets help nobody: take them away first.
     let mut cleaned = 0;
@@ -114,7 +115,11 @@ pub fn scale_down_old(
         record(&mut changes, rs);
     }
     // Then available pods, as long as enough stay available overall.
-    let available: i32 = old.iter().map(|rs| rs.available.min(rs.replicas)).sum::<i32>() + new_available;
+    let available: i32 = old
+        .iter()
+        .map(|rs| rs.available.min(rs.replicas))
+        .sum::<i32>()
+        + new_available;
     let mut budget = (available - min_available).max(0);
     for rs in old.iter_mut() {
         if budget == 0 {
@@ -150,7 +155,10 @@ mod tests {
         assert_eq!(resolve(Some(&pct("25%")), 10, false, "0"), 2);
         assert_eq!(resolve(Some(&IntOrString::Int(4)), 10, false, "0"), 4);
         assert_eq!(resolve(None, 4, true, "25%"), 1);
-        assert_eq!(surge_and_unavailable(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 3), (0, 1));
+        assert_eq!(
+            surge_and_unavailable(Some(&IntOrString::Int(0)), Some(&IntOrString::Int(0)), 3),
+            (0, 1)
+        );
     }
 
     #[test]
@@ -159,9 +167,17 @@ mod tests {
         let old = rs("old", 10, 10);
         assert_eq!(new_rs_replicas(10, 3, &new, &[new.clone(), old.clone()]), 3);
         let new = rs("new", 3, 0);
-        assert_eq!(new_rs_replicas(10, 3, &new, &[new.clone(), old]), 3, "no room above 13");
+        assert_eq!(
+            new_rs_replicas(10, 3, &new, &[new.clone(), old]),
+            3,
+            "no room above 13"
+        );
         let new = rs("new", 12, 12);
-        assert_eq!(new_rs_replicas(10, 3, &new, std::slice::from_ref(&new)), 10, "scaled down to desired");
+        assert_eq!(
+            new_rs_replicas(10, 3, &new, std::slice::from_ref(&new)),
+            10,
+            "scaled down to desired"
+        );
     }
 
     #[test]
@@ -169,11 +185,20 @@ mod tests {
         // 10 desired, maxUnavailable 2: the new ReplicaSet's 3 pods are not available yet.
         let new = rs("new", 3, 0);
         let old = [rs("old", 10, 10)];
-        assert_eq!(scale_down_old(10, 2, Some(&new), &old), vec![("old".into(), 8)]);
+        assert_eq!(
+            scale_down_old(10, 2, Some(&new), &old),
+            vec![("old".into(), 8)]
+        );
         let old = [rs("old", 8, 8)];
-        assert!(scale_down_old(10, 2, Some(&new), &old).is_empty(), "8 available is the floor");
+        assert!(
+            scale_down_old(10, 2, Some(&new), &old).is_empty(),
+            "8 available is the floor"
+        );
         let new = rs("new", 3, 3);
-        assert_eq!(scale_down_old(10, 2, Some(&new), &old), vec![("old".into(), 5)]);
+        assert_eq!(
+            scale_down_old(10, 2, Some(&new), &old),
+            vec![("old".into(), 5)]
+        );
     }
 
     #[test]
@@ -181,6 +206,9 @@ mod tests {
         let new = rs("new", 2, 0);
         let old = [rs("older", 4, 1), rs("old", 6, 6)];
         // all 12, minAvailable 8, new unavailable 2: 2 may go, both from older's unavailable 3.
-        assert_eq!(scale_down_old(10, 2, Some(&new), &old), vec![("older".into(), 2)]);
+        assert_eq!(
+            scale_down_old(10, 2, Some(&new), &old),
+            vec![("older".into(), 2)]
+        );
     }
 }

@@ -29,8 +29,18 @@ pub fn compute(
     let all = || new_rs.into_iter().chain(old.iter());
     let sum = |field: fn(&ReplicaSet) -> i32| all().map(field).sum::<i32>();
     let replicas = sum(|rs| rs.status.as_ref().map_or(0, |s| s.replicas));
-    let ready = sum(|rs| rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0));
-    let available = sum(|rs| rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0));
+    let ready = sum(|rs| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    });
+    let available = sum(|rs| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0)
+    });
     let updated = new_rs
         .and_then(|rs| rs.status.as_ref())
         .map_or(0, |s| s.replicas);
@@ -72,7 +82,11 @@ pub fn compute(
         || available > previous.available_replicas.unwrap_or(0)
         || replicas - updated
             < previous.replicas.unwrap_or(0) - previous.updated_replicas.unwrap_or(0);
-    let deadline = deployment.spec.progress_deadline_seconds.unwrap_or(600).max(0);
+    let deadline = deployment
+        .spec
+        .progress_deadline_seconds
+        .unwrap_or(600)
+        .max(0);
     let since_progress = current
         .as_ref()
         .and_then(|c| c.last_update_time.as_ref())
@@ -80,23 +94,74 @@ pub fn compute(
         .unwrap_or(0.0);
     let mut recheck_after = None;
     if paused {
-        set_condition(&mut conditions, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused",
+            now,
+            true,
+        );
     } else if current_reason.as_deref() == Some("DeploymentPaused") {
-        set_condition(&mut conditions, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed",
+            now,
+            true,
+        );
     } else if complete {
         let message = format!("ReplicaSet \"{rs_name}\" has successfully progressed.");
-        set_condition(&mut conditions, "Progressing", "True", "NewReplicaSetAvailable", &message, now, current_reason.as_deref() != Some("NewReplicaSetAvailable"));
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            &message,
+            now,
+            current_reason.as_deref() != Some("NewReplicaSetAvailable"),
+        );
     } else if new_rs_created {
         let message = format!("Created new replica set \"{rs_name}\"");
-        set_condition(&mut conditions, "Progressing", "True", "NewReplicaSetCreated", &message, now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            "True",
+            "NewReplicaSetCreated",
+            &message,
+            now,
+            true,
+        );
         recheck_after = Some(Duration::from_secs(deadline as u64 + 1));
-    } else if progressed || current.is_none() || current_reason.as_deref() == Some("NewReplicaSetAvailable") {
+    } else if progressed
+        || current.is_none()
+        || current_reason.as_deref() == Some("NewReplicaSetAvailable")
+    {
         let message = format!("ReplicaSet \"{rs_name}\" is progressing.");
-        set_condition(&mut conditions, "Progressing", "True", "ReplicaSetUpdated", &message, now, true);
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            &message,
+            now,
+            true,
+        );
         recheck_after = Some(Duration::from_secs(deadline as u64 + 1));
     } else if since_progress > f64::from(deadline) {
         let message = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
-        set_condition(&mut conditions, "Progressing", "False", "ProgressDeadlineExceeded", &message, now, current_reason.as_deref() != Some("ProgressDeadlineExceeded"));
+        set_condition(
+            &mut conditions,
+            "Progressing",
+            "False",
+            "ProgressDeadlineExceeded",
+            &message,
+            now,
+            current_reason.as_deref() != Some("ProgressDeadlineExceeded"),
+        );
     } else {
         let remaining = f64::from(deadline) - since_progress;
         recheck_after = Some(Duration::from_secs_f64(remaining.max(0.0) + 1.0));
@@ -132,7 +197,9 @@ fn set_condition(
     now: jiff::Timestamp,
     touch: bool,
 ) {
-    let existing = conditions.iter().position(|c| c.type_.as_deref() == Some(type_));
+    let existing = conditions
+        .iter()
+        .position(|c| c.type_.as_deref() == Some(type_));
     let now = Time(now);
     match existing {
         Some(index) => {
