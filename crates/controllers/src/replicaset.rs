@@ -339,24 +339,25 @@ impl<R: Replicated> ReplicaSetController<R> {
             }))
             .await;
             let mut failure = None;
+            let mut created = Vec::new();
             for (name, result) in results {
                 match result {
-                    Ok(_) => {
-                        self.recorder
-                            .record(
-                                owner,
-                                EventType::Normal,
-                                "SuccessfulCreate",
-                                format!("Created pod: {name}"),
-                            )
-                            .await
-                    }
+                    Ok(_) => created.push(name),
                     Err(error) => {
                         self.expectations.creation_failed(key, name);
                         failure = Some(error);
                     }
                 }
             }
+            join_all(created.iter().map(|name| {
+                self.recorder.record(
+                    owner,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {name}"),
+                )
+            }))
+            .await;
             if let Some(error) = failure {
                 for name in remaining {
                     self.expectations.creation_failed(key, name);
@@ -395,18 +396,10 @@ impl<R: Replicated> ReplicaSetController<R> {
         }))
         .await;
         let mut failure = None;
+        let mut deleted = Vec::new();
         for (name, result) in results {
             match result {
-                Ok(_) => {
-                    self.recorder
-                        .record(
-                            owner,
-                            EventType::Normal,
-                            "SuccessfulDelete",
-                            format!("Deleted pod: {name}"),
-                        )
-                        .await
-                }
+                Ok(_) => deleted.push(name),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => {
                     self.expectations.deletion_failed(key, name);
@@ -414,6 +407,15 @@ impl<R: Replicated> ReplicaSetController<R> {
                 }
             }
         }
+        join_all(deleted.iter().map(|name| {
+            self.recorder.record(
+                owner,
+                EventType::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            )
+        }))
+        .await;
         match failure {
             Some(error) => Err(error).context("deleting surplus pods"),
             None => Ok(()),

@@ -22,8 +22,11 @@ use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// The scheduler name pods ask for by default.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -31,15 +34,27 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 /// How often pods that found no node are tried again even if nothing changed.
 const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(2);
 
+/// Binds in flight at once: each is a durable write, so binding one pod at a time would cap
+/// scheduling at one fsync per pod.
+const CONCURRENT_BINDS: usize = 64;
+
 pub struct Scheduler {
     client: Client,
     recorder: Recorder,
+    /// Pods bound (or being bound) that the cache does not show bound yet: uid → node.
+    assumed: Arc<Mutex<HashMap<String, String>>>,
+    binds: Arc<Semaphore>,
 }
 
 impl Scheduler {
     pub fn new(client: Client) -> Self {
         let recorder = Recorder::new(client.clone(), SCHEDULER_NAME, None);
-        Scheduler { client, recorder }
+        Scheduler {
+            client,
+            recorder,
+            assumed: Arc::default(),
+            binds: Arc::new(Semaphore::new(CONCURRENT_BINDS)),
+        }
     }
 
     /// Schedules pods until `shutdown` completes.
@@ -65,7 +80,9 @@ impl Scheduler {
                 event = pod_events.next() => match event {
                     Some(Ok(pod)) => {
                         if needs_node(&pod) {
-                            self.schedule(&pod, &pods, &nodes).await;
+                            self.schedule(&pod, &pods, &nodes);
+                        } else if let Some(uid) = pod.uid() {
+                            self.assumed.lock().expect("assumed lock").remove(&uid);
                         }
                     }
                     Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
@@ -73,71 +90,119 @@ impl Scheduler {
                 },
                 event = node_events.next() => match event {
                     // A node that appears or becomes Ready may fit pods that waited.
-                    Some(Ok(_)) => self.schedule_waiting(&pods, &nodes).await,
+                    Some(Ok(_)) => self.schedule_waiting(&pods, &nodes),
                     Some(Err(error)) => tracing::warn!(%error, "node watch failed; retrying"),
                     None => break,
                 },
-                _ = retry.tick() => self.schedule_waiting(&pods, &nodes).await,
+                _ = retry.tick() => {
+                    self.forget_settled(&pods);
+                    self.schedule_waiting(&pods, &nodes);
+                }
             }
         }
         tracing::info!("scheduler stopped");
         Ok(())
     }
 
-    async fn schedule_waiting(&self, pods: &Store<Pod>, nodes: &Store<Node>) {
+    fn schedule_waiting(&self, pods: &Store<Pod>, nodes: &Store<Node>) {
         for pod in pods.state().iter().filter(|p| needs_node(p)) {
-            self.schedule(pod, pods, nodes).await;
+            self.schedule(pod, pods, nodes);
         }
     }
 
-    async fn schedule(&self, pod: &Pod, pods: &Store<Pod>, nodes: &Store<Node>) {
-        let nodes = nodes.state();
-        let all_pods = pods.state();
-        let Some(node) = pick::best_node(&nodes, &all_pods) else {
-            tracing::debug!(pod = %pod.name_any(), "no node can take the pod yet");
-            return;
+    /// Drops assumptions about pods the cache shows bound or deleted.
+    fn forget_settled(&self, pods: &Store<Pod>) {
+        let waiting: std::collections::HashSet<String> = pods
+            .state()
+            .iter()
+            .filter(|p| needs_node(p))
+            .filter_map(|p| p.uid())
+            .collect();
+        self.assumed
+            .lock()
+            .expect("assumed lock")
+            .retain(|uid, _| waiting.contains(uid));
+    }
+
+    /// Picks a node and binds the pod to it in the background.
+    fn schedule(&self, pod: &Pod, pods: &Store<Pod>, nodes: &Store<Node>) {
+        let uid = pod.uid().unwrap_or_default();
+        let node = {
+            let mut assumed = self.assumed.lock().expect("assumed lock");
+            if assumed.contains_key(&uid) {
+                return;
+            }
+            let nodes = nodes.state();
+            let all_pods = pods.state();
+            let Some(node) =
+                pick::best_node(&nodes, &all_pods, assumed.values().map(String::as_str))
+            else {
+                tracing::debug!(pod = %pod.name_any(), "no node can take the pod yet");
+                return;
+            };
+            assumed.insert(uid.clone(), node.clone());
+            node
         };
-        let namespace = pod.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let binding = Binding {
-            metadata: ObjectMeta {
-                name: Some(pod.name_any()),
-                namespace: Some(namespace.clone()),
-                ..Default::default()
-            },
-            target: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(node.clone()),
-                ..Default::default()
-            },
-        };
-        match api
-            .create_subresource::<_, Status>(
-                "binding",
-                &pod.name_any(),
-                &PostParams::default(),
-                &binding,
-            )
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(pod = %pod.name_any(), %namespace, %node, "bound pod");
-                let message = format!(
-                    "Successfully assigned {namespace}/{} to {node}",
-                    pod.name_any()
-                );
-                self.recorder
-                    .record(pod, EventType::Normal, "Scheduled", message)
-                    .await;
+        let pod = pod.clone();
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let assumed = self.assumed.clone();
+        let binds = self.binds.clone();
+        tokio::spawn(async move {
+            let _permit = binds.acquire_owned().await;
+            if !bind(&client, &recorder, &pod, &node).await {
+                // Let the next pass try again.
+                assumed.lock().expect("assumed lock").remove(&uid);
             }
-            // Another scheduler pass (or a retry) bound it first; the cache will catch up.
-            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
-                tracing::debug!(pod = %pod.name_any(), reason = %status.message, "pod no longer needs binding");
-            }
-            Err(error) => {
-                tracing::warn!(pod = %pod.name_any(), %error, "binding failed; will retry")
-            }
+        });
+    }
+}
+
+/// Binds `pod` to `node` through the binding subresource; false if it should be retried.
+async fn bind(client: &Client, recorder: &Recorder, pod: &Pod, node: &str) -> bool {
+    let namespace = pod.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some(pod.name_any()),
+            namespace: Some(namespace.clone()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+    };
+    match api
+        .create_subresource::<_, Status>(
+            "binding",
+            &pod.name_any(),
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(pod = %pod.name_any(), %namespace, %node, "bound pod");
+            let message = format!(
+                "Successfully assigned {namespace}/{} to {node}",
+                pod.name_any()
+            );
+            recorder
+                .record(pod, EventType::Normal, "Scheduled", message)
+                .await;
+            true
+        }
+        // Already bound, or deleted meanwhile: nothing to retry.
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+            tracing::debug!(pod = %pod.name_any(), reason = %status.message, "pod no longer needs binding");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(pod = %pod.name_any(), %error, "binding failed; will retry");
+            false
         }
     }
 }

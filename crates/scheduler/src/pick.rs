@@ -23,9 +23,18 @@ pub fn schedulable(node: &Node) -> bool {
 }
 
 /// The schedulable node running the fewest unfinished pods; ties go to the name that sorts
-/// first, so placement is predictable.
-pub fn best_node(nodes: &[Arc<Node>], pods: &[Arc<Pod>]) -> Option<String> {
+/// first, so placement is predictable. `assumed` names the nodes of pods bound a moment ago
+/// that the cache does not show bound yet, so a burst of pods spreads instead of piling onto
+/// the node that looked emptiest before the burst.
+pub fn best_node<'a>(
+    nodes: &[Arc<Node>],
+    pods: &'a [Arc<Pod>],
+    assumed: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut load: HashMap<&str, usize> = HashMap::new();
+    for node in assumed {
+        *load.entry(node).or_default() += 1;
+    }
     for pod in pods {
         let finished = matches!(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -71,15 +80,25 @@ mod tests {
     }
 
     #[test]
+    fn assumed_pods_count_as_load() {
+        let nodes = [node("a", "True"), node("b", "True")];
+        assert_eq!(best_node(&nodes, &[], ["a"]).as_deref(), Some("b"));
+        assert_eq!(
+            best_node(&nodes, &[], ["a", "b", "b"]).as_deref(),
+            Some("a")
+        );
+    }
+
+    #[test]
     fn prefers_the_least_loaded_ready_node() {
         let nodes = [node("a", "True"), node("b", "True"), node("c", "False")];
         let pods = [pod_on("a", "Running"), pod_on("b", "Succeeded")];
-        assert_eq!(best_node(&nodes, &pods).as_deref(), Some("b"));
+        assert_eq!(best_node(&nodes, &pods, []).as_deref(), Some("b"));
     }
 
     #[test]
     fn no_ready_node_means_no_choice() {
-        assert_eq!(best_node(&[node("a", "False")], &[]), None);
+        assert_eq!(best_node(&[node("a", "False")], &[], []), None);
         let cordoned: Arc<Node> = Arc::new(
             serde_json::from_value(json!({
                 "metadata": {"name": "x"}, "spec": {"unschedulable": true},
@@ -87,6 +106,6 @@ mod tests {
             }))
             .unwrap(),
         );
-        assert_eq!(best_node(&[cordoned], &[]), None);
+        assert_eq!(best_node(&[cordoned], &[], []), None);
     }
 }
