@@ -617,3 +617,52 @@ fn cascading_deletes_follow_the_propagation_policy() -> Result<()> {
     })?;
     Ok(())
 }
+
+#[test]
+fn pods_of_a_killed_node_agent_are_replaced_on_the_other_nodes() -> Result<()> {
+    let cluster = Cluster::start_with(
+        0,
+        &["--node-grace-period", "5s", "--pod-eviction-timeout", "5s"],
+    )?;
+    let renew = ["--lease-renew-interval", "1s"];
+    let _a = cluster.join_node("node-a", &renew)?;
+    let _b = cluster.join_node("node-b", &renew)?;
+    let c = cluster.join_node("node-c", &renew)?;
+    apply(&cluster, &deployment("failover", 6, ""))?;
+    let placed = wait_for_running(&cluster, "app=failover", 6)?;
+    let on_c: BTreeSet<String> = names(
+        &placed
+            .into_iter()
+            .filter(|p| p["spec"]["nodeName"] == "node-c")
+            .collect::<Vec<_>>(),
+    );
+    assert!(!on_c.is_empty(), "the scheduler put nothing on node-c");
+
+    c.kill()?;
+    // The issue's bound: all 6 Running on the surviving nodes within 30 s of the kill.
+    wait_until(Duration::from_secs(30), "6 pods Running on node-a and node-b", || {
+        let healthy = pods(&cluster, "app=failover")?
+            .into_iter()
+            .filter(|p| is_running(p) && p["spec"]["nodeName"] != "node-c")
+            .count();
+        Ok(healthy == 6)
+    })?;
+    assert_eq!(
+        cluster.field("node/node-c", r#".status.conditions[?(@.type=="Ready")].status"#),
+        "Unknown"
+    );
+    let taints = cluster.field("node/node-c", ".spec.taints[*].key");
+    assert!(taints.contains("node.kubernetes.io/unreachable"), "taints: {taints}");
+    let nodes = cluster.kubectl_ok(&["get", "nodes"])?;
+    assert!(
+        nodes.lines().any(|l| l.starts_with("node-c") && l.contains("NotReady")),
+        "{nodes}"
+    );
+    // The evicted pods are terminating, not running: no replica is counted twice.
+    for pod in pods(&cluster, "app=failover")? {
+        if on_c.contains(pod["metadata"]["name"].as_str().unwrap_or_default()) {
+            assert!(!pod["metadata"]["deletionTimestamp"].is_null(), "{pod}");
+        }
+    }
+    Ok(())
+}
