@@ -41,6 +41,11 @@ impl Worker {
         }
     }
 
+    /// Whether any of the pod's containers still runs or will run again.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// Stops every container of the pod (dropping a guest's future stops it at its next
     /// epoch tick) and waits until they are gone.
     pub async fn stop(self) {
@@ -101,6 +106,10 @@ struct ContainerRecord {
 struct PodState {
     containers: Vec<ContainerRecord>,
     start_time: Time,
+    /// When each condition last changed status (type → (status, since)): a condition's
+    /// lastTransitionTime must not move while its status holds, or `minReadySeconds` (ready for
+    /// a while) could never be met.
+    condition_since: std::collections::HashMap<&'static str, (bool, Time)>,
 }
 
 /// State shared by a pod's container loops and its reporter.
@@ -119,7 +128,7 @@ impl Shared {
     }
 
     fn render(&self) -> serde_json::Value {
-        let state = self.state.lock().expect("pod state poisoned");
+        let mut state = self.state.lock().expect("pod state poisoned");
         let all_done = state.containers.iter().all(|c| c.done);
         let phase = if all_done {
             let all_ok = state
@@ -154,11 +163,20 @@ impl Shared {
             .collect();
         let ready = statuses.iter().all(|s| s.ready);
         let now = Time(jiff::Timestamp::now());
-        let condition = |type_: &str, ok: bool| PodCondition {
-            type_: type_.into(),
-            status: if ok { "True" } else { "False" }.into(),
-            last_transition_time: Some(now.clone()),
-            ..Default::default()
+        let mut condition = |type_: &'static str, ok: bool| {
+            let since = match state.condition_since.get(type_) {
+                Some((status, since)) if *status == ok => since.clone(),
+                _ => {
+                    state.condition_since.insert(type_, (ok, now.clone()));
+                    now.clone()
+                }
+            };
+            PodCondition {
+                type_: type_.into(),
+                status: if ok { "True" } else { "False" }.into(),
+                last_transition_time: Some(since),
+                ..Default::default()
+            }
         };
         let conditions = vec![
             condition("PodScheduled", true),
@@ -250,6 +268,7 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
         state: Mutex::new(PodState {
             containers: records,
             start_time: Time(jiff::Timestamp::now()),
+            condition_since: Default::default(),
         }),
         changed: Notify::new(),
         context,
