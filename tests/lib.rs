@@ -50,17 +50,27 @@ pub fn modules_dir() -> PathBuf {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     process: Option<Child>,
+    /// The API server's `host:port`; a restart keeps it, so separate node agents reconnect.
     pub server: String,
+    /// Extra `flotilla up` arguments, given again on every restart.
+    up_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts a cluster with `nodes` in-process node agents.
     pub fn start(nodes: usize) -> Result<Cluster> {
+        Cluster::start_with(nodes, &[])
+    }
+
+    /// Starts a cluster with `nodes` in-process node agents and extra `flotilla up` arguments
+    /// (e.g. `["--node-grace-period", "3s"]`).
+    pub fn start_with(nodes: usize, up_args: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let mut cluster = Cluster {
             dir,
             process: None,
             server: String::new(),
+            up_args: up_args.iter().map(|a| a.to_string()).collect(),
         };
         cluster.boot(nodes)?;
         Ok(cluster)
@@ -74,14 +84,15 @@ impl Cluster {
                 .path()
                 .join(format!("up-{}.log", Instant::now().elapsed().as_nanos())),
         )?;
+        // A restart listens where the cluster did before, as a restarted control plane would.
+        let listen = if self.server.is_empty() {
+            "127.0.0.1:0"
+        } else {
+            &self.server
+        };
         let child = Command::new(flotilla_bin())
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--nodes",
-                &nodes.to_string(),
-            ])
+            .args(["up", "--listen", listen, "--nodes", &nodes.to_string()])
+            .args(&self.up_args)
             .arg("--data-dir")
             .arg(&data)
             .arg("--modules")
@@ -127,13 +138,55 @@ impl Cluster {
     }
 
     /// Kills the cluster with SIGKILL (nothing gets to flush) and starts it again on the same
-    /// data directory.
+    /// data directory and API address.
     pub fn kill_and_restart(&mut self, nodes: usize) -> Result<()> {
         if let Some(mut child) = self.process.take() {
             child.kill()?;
             child.wait()?;
         }
         self.boot(nodes)
+    }
+
+    /// Starts `flotilla node --name NAME` as a separate process joining this cluster, with
+    /// `extra_args`, and waits until its Node is Ready. Its data directory is `NAME` in the
+    /// cluster's directory, so joining again with the same name is the same node coming back;
+    /// its log is appended to `node-NAME.log` there.
+    pub fn join_node(&self, name: &str, extra_args: &[&str]) -> Result<Background> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{name}.log")))?;
+        let child = Command::new(flotilla_bin())
+            .args(["node", "--name", name, "--listen", "127.0.0.1:0"])
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--data-dir")
+            .arg(self.dir.path().join(name))
+            .arg("--modules")
+            .arg(modules_dir())
+            .args(extra_args)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting flotilla node {name}"))?;
+        let mut node = Background(child);
+        let object = format!("node/{name}");
+        wait_until(
+            Duration::from_secs(30),
+            &format!("node {name} to be Ready"),
+            || {
+                if let Some(status) = node.0.try_wait()? {
+                    bail!("flotilla node {name} exited ({status}); see node-{name}.log");
+                }
+                Ok(
+                    self.field(&object, r#".status.conditions[?(@.type=="Ready")].status"#)
+                        == "True",
+                )
+            },
+        )?;
+        Ok(node)
     }
 
     /// Runs kubectl against this cluster.
@@ -231,6 +284,15 @@ impl Drop for Cluster {
 
 /// A process that is killed when dropped (e.g. a `flotilla node`).
 pub struct Background(pub Child);
+
+impl Background {
+    /// Kills the process with SIGKILL, as a crashed machine would go: nothing is cleaned up.
+    pub fn kill(mut self) -> Result<()> {
+        self.0.kill()?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
 
 impl Drop for Background {
     fn drop(&mut self) {

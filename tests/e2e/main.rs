@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod deployments;
 mod durability;
+mod node_failure;
 mod nodes;
 mod pods;
 mod watch;

@@ -53,6 +53,10 @@ struct NodeArgs {
     /// Address of the node's log endpoint (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
+    /// How often the node renews its Lease in kube-node-lease (e.g. 10s, 500ms); keep it well
+    /// under the cluster's --node-grace-period.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_renew_interval: std::time::Duration,
 }
 
 fn init_logging(default: &str) {
@@ -110,6 +114,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = flotilla_node::NodeConfig::new(args.name, data_dir);
     config.module_dirs = up::module_dirs(args.module_dirs);
     config.listen = args.listen;
+    config.lease_renew_interval = args.lease_renew_interval;
     flotilla_node::NodeAgent::new(client, config)
         .run(up::shutdown_signal())
         .await

@@ -1,11 +1,12 @@
 //! flotilla-node: the node agent — flotilla's kubelet.
 //!
-//! It registers a Node and keeps it Ready with heartbeats, watches the pods bound to it (one
-//! list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that resolves
-//! its modules, runs every container in wasmtime ([`runtime`]) with only its declared args and
-//! env, restarts them as `restartPolicy` says, and reports status through the API. What the
-//! guests write to stdout and stderr goes to per-container log files that the apiserver reads
-//! through this agent's log endpoint (`/containerLogs/...`), as it does from a kubelet.
+//! It registers a Node, keeps it Ready with heartbeats, renews its Lease in `kube-node-lease`
+//! (what the node lifecycle controller watches to tell a dead node), watches the pods bound to
+//! it (one list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that
+//! resolves its modules, runs every container in wasmtime ([`runtime`]) with only its declared
+//! args and env, restarts them as `restartPolicy` says, and reports status through the API. What
+//! the guests write to stdout and stderr goes to per-container log files that the apiserver
+//! reads through this agent's log endpoint (`/containerLogs/...`), as it does from a kubelet.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
@@ -15,6 +16,7 @@
 //! ```
 
 mod images;
+mod lease;
 mod logs;
 mod pod;
 mod quantity;
@@ -22,6 +24,7 @@ mod registration;
 pub mod runtime;
 
 use anyhow::{Context, Result};
+use flotilla_client::events::EventType;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
@@ -46,6 +49,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// How often the Node's Ready condition is renewed.
     pub heartbeat: Duration,
+    /// How often the node's Lease is renewed: a quarter of its 40 s duration by default, as the
+    /// kubelet does. Keep it well under the cluster's node grace period.
+    pub lease_renew_interval: Duration,
 }
 
 impl NodeConfig {
@@ -56,6 +62,7 @@ impl NodeConfig {
             module_dirs: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             heartbeat: Duration::from_secs(10),
+            lease_renew_interval: Duration::from_secs(10),
         }
     }
 }
@@ -89,7 +96,14 @@ impl NodeAgent {
         let log_server = tokio::spawn(logs::serve(listener, log_store.clone()));
         let _log_server = AbortOnDrop(log_server);
         let ready_since = jiff::Timestamp::now();
-        registration::register(&client, &config.name, log_address, ready_since).await?;
+        let node = registration::register(&client, &config.name, log_address, ready_since).await?;
+        let lease = tokio::spawn(lease::keep_renewed(
+            client.clone(),
+            config.name.clone(),
+            node.metadata.uid,
+            config.lease_renew_interval,
+        ));
+        let _lease = AbortOnDrop(lease);
         let heartbeat = tokio::spawn(registration::heartbeat(
             client.clone(),
             config.name.clone(),
@@ -156,7 +170,7 @@ impl Supervisor {
     async fn handle(&mut self, event: watcher::Event<Pod>) {
         match event {
             watcher::Event::Apply(pod) => self.apply(pod).await,
-            watcher::Event::Delete(pod) => self.stop(&uid(&pod)).await,
+            watcher::Event::Delete(pod) => self.stop_for_deletion(&pod).await,
             watcher::Event::Init => self.seen_in_relist.clear(),
             watcher::Event::InitApply(pod) => {
                 self.seen_in_relist.insert(uid(&pod));
@@ -180,7 +194,9 @@ impl Supervisor {
     async fn apply(&mut self, pod: Pod) {
         let uid = uid(&pod);
         if pod.metadata.deletion_timestamp.is_some() {
-            self.stop(&uid).await;
+            // Never start a pod that is being deleted, even one this agent has not run yet (it
+            // was evicted while the node was away, and its replacement may run elsewhere).
+            self.stop_for_deletion(&pod).await;
             self.finish_deletion(&pod).await;
             return;
         }
@@ -196,6 +212,29 @@ impl Supervisor {
         if let Some(worker) = self.workers.remove(uid) {
             worker.stop().await;
         }
+    }
+
+    /// Stops a deleted pod's containers, if they run here, saying so in `Killing` events.
+    async fn stop_for_deletion(&mut self, pod: &Pod) {
+        let Some(worker) = self.workers.remove(&uid(pod)) else {
+            return;
+        };
+        if !worker.is_running() {
+            return;
+        }
+        tracing::info!(pod = %pod.name_any(), namespace = %pod.namespace().unwrap_or_default(), "stopping pod for deletion");
+        for container in pod.spec.iter().flat_map(|s| &s.containers) {
+            self.context
+                .recorder
+                .record(
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {}", container.name),
+                )
+                .await;
+        }
+        worker.stop().await;
     }
 
     /// The pod's containers are stopped: remove it for good, as the kubelet does once a

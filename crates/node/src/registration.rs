@@ -71,13 +71,14 @@ fn status(log_address: SocketAddr, ready_since: jiff::Timestamp) -> NodeStatus {
     }
 }
 
-/// Creates the Node, or takes over an existing one of the same name (a restarted agent).
+/// Creates the Node, or takes over an existing one of the same name (a restarted agent), and
+/// returns it as stored (its uid is what the node's Lease is owned by).
 pub async fn register(
     client: &Client,
     name: &str,
     log_address: SocketAddr,
     ready_since: jiff::Timestamp,
-) -> Result<()> {
+) -> Result<Node> {
     let nodes: Api<Node> = Api::all(client.clone());
     let labels: BTreeMap<String, String> = [
         ("kubernetes.io/hostname", name),
@@ -114,12 +115,11 @@ async fn post_status(
     name: &str,
     log_address: SocketAddr,
     ready_since: jiff::Timestamp,
-) -> kube::Result<()> {
+) -> kube::Result<Node> {
     let patch = serde_json::json!({"status": status(log_address, ready_since)});
     nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Renews the Ready condition every `every`, so the cluster can tell a live node from a dead one.
