@@ -63,3 +63,25 @@ fn apply_get_logs_delete_without_kubectl() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn flotilla_scale_sets_a_deployments_replicas() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    checked(
+        cluster.flotilla(&["apply", "-f", &manifest("deployment.yaml")], None),
+        "flotilla apply",
+    )?;
+    cluster.wait_for_field("deployment/tickers", ".status.readyReplicas", "3", SETTLE)?;
+    let out = checked(
+        cluster.flotilla(&["scale", "deploy/tickers", "--replicas", "5"], None),
+        "flotilla scale",
+    )?;
+    assert_eq!(out.trim(), "deployment/tickers scaled");
+    cluster.wait_for_field("deployment/tickers", ".status.readyReplicas", "5", SETTLE)?;
+
+    let refused = cluster.flotilla(&["scale", "configmap/x", "--replicas", "1"], None);
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("cannot be scaled"), "{message}");
+    Ok(())
+}

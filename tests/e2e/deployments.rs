@@ -640,22 +640,34 @@ fn pods_of_a_killed_node_agent_are_replaced_on_the_other_nodes() -> Result<()> {
 
     c.kill()?;
     // The issue's bound: all 6 Running on the surviving nodes within 30 s of the kill.
-    wait_until(Duration::from_secs(30), "6 pods Running on node-a and node-b", || {
-        let healthy = pods(&cluster, "app=failover")?
-            .into_iter()
-            .filter(|p| is_running(p) && p["spec"]["nodeName"] != "node-c")
-            .count();
-        Ok(healthy == 6)
-    })?;
+    wait_until(
+        Duration::from_secs(30),
+        "6 pods Running on node-a and node-b",
+        || {
+            let healthy = pods(&cluster, "app=failover")?
+                .into_iter()
+                .filter(|p| is_running(p) && p["spec"]["nodeName"] != "node-c")
+                .count();
+            Ok(healthy == 6)
+        },
+    )?;
     assert_eq!(
-        cluster.field("node/node-c", r#".status.conditions[?(@.type=="Ready")].status"#),
+        cluster.field(
+            "node/node-c",
+            r#".status.conditions[?(@.type=="Ready")].status"#
+        ),
         "Unknown"
     );
     let taints = cluster.field("node/node-c", ".spec.taints[*].key");
-    assert!(taints.contains("node.kubernetes.io/unreachable"), "taints: {taints}");
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable"),
+        "taints: {taints}"
+    );
     let nodes = cluster.kubectl_ok(&["get", "nodes"])?;
     assert!(
-        nodes.lines().any(|l| l.starts_with("node-c") && l.contains("NotReady")),
+        nodes
+            .lines()
+            .any(|l| l.starts_with("node-c") && l.contains("NotReady")),
         "{nodes}"
     );
     // The evicted pods are terminating, not running: no replica is counted twice.
@@ -664,5 +676,46 @@ fn pods_of_a_killed_node_agent_are_replaced_on_the_other_nodes() -> Result<()> {
             assert!(!pod["metadata"]["deletionTimestamp"].is_null(), "{pod}");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn a_separate_controller_manager_rides_out_an_apiserver_restart() -> Result<()> {
+    let mut cluster = Cluster::start_with(0, &["--no-controllers"])?;
+    let _node = cluster.join_node("node-a", &["--lease-renew-interval", "1s"])?;
+    let log = std::fs::File::create(cluster.dir.path().join("controller-manager.log"))?;
+    let _manager = Background(
+        Command::new(flotilla_e2e::flotilla_bin())
+            .arg("controller-manager")
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting flotilla controller-manager")?,
+    );
+    apply(&cluster, &deployment("survivor", 3, "  minReadySeconds: 1"))?;
+    rollout_status(&cluster, "survivor")?;
+    cluster.kubectl_ok(&[
+        "patch",
+        "deployment/survivor",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"metadata":{"annotations":{"version":"2"}}}}}"#,
+    ])?;
+    // The apiserver (and store) go down mid-rollout; the controller manager keeps running,
+    // its watches fail, and it must relist and finish the job once the apiserver is back.
+    cluster.kill_and_restart(0)?;
+    let status = rollout_status(&cluster, "survivor")?;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let live = wait_for_running(&cluster, "app=survivor", 3)?;
+    assert!(
+        live.iter()
+            .all(|p| p["metadata"]["annotations"]["version"] == "2")
+    );
+    // After the restart, a change is still acted on: the manager's watches resumed.
+    cluster.kubectl_ok(&["scale", "deployment/survivor", "--replicas=5"])?;
+    wait_for_running(&cluster, "app=survivor", 5)?;
     Ok(())
 }

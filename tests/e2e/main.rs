@@ -9,6 +9,7 @@ mod node_failure;
 mod nodes;
 mod pods;
 mod watch;
+mod workloads_batch;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! `flotilla`: the one binary — a whole cluster (`up`), a node agent that joins one (`node`),
 //! and everyday commands for people without kubectl (`apply`, `get`, `logs`, `delete`).
 
+mod controller_manager;
 mod objects;
 mod up;
 mod user;
@@ -34,6 +35,10 @@ enum Command {
     Logs(user::LogsArgs),
     /// Delete an object.
     Delete(user::DeleteArgs),
+    /// Set the replica count of a Deployment, ReplicaSet or ReplicationController.
+    Scale(user::ScaleArgs),
+    /// Run the controllers and the scheduler against a cluster (with `flotilla up --no-controllers`).
+    ControllerManager(controller_manager::ControllerManagerArgs),
 }
 
 #[derive(clap::Args)]
@@ -95,6 +100,14 @@ async fn main() -> std::process::ExitCode {
         Command::Delete(args) => {
             init_logging("warn");
             user::delete(args).await
+        }
+        Command::Scale(args) => {
+            init_logging("warn");
+            user::scale(args).await
+        }
+        Command::ControllerManager(args) => {
+            init_logging("info");
+            controller_manager::run(args).await
         }
     };
     match result {

@@ -20,12 +20,12 @@ pub struct UpArgs {
     /// Default: wasm-samples/modules, if it exists here.
     #[arg(long = "modules")]
     module_dirs: Vec<PathBuf>,
-    /// How long a node may go without renewing its Lease before it is NotReady (e.g. 40s, 1m).
-    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
-    node_grace_period: Duration,
-    /// How long pods stay on a NotReady node before they are evicted and replaced elsewhere.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pod_eviction_timeout: Duration,
+    #[command(flatten)]
+    lifecycle: crate::controller_manager::NodeLifecycleArgs,
+    /// Run no controllers or scheduler in this process: run `flotilla controller-manager`
+    /// against this cluster instead (exactly one of them, or they would act twice).
+    #[arg(long)]
+    no_controllers: bool,
 }
 
 /// The module directories a node searches: those given, else the built samples of a checkout.
@@ -122,30 +122,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
         }
     });
     let client = flotilla_client::in_process(router, Some(token));
-    tasks.spawn({
-        let scheduler = flotilla_scheduler::Scheduler::new(client.clone());
-        let shutdown = until_stopped();
-        async move { scheduler.run(shutdown).await }
-    });
-    tasks.spawn({
-        let config = flotilla_controllers::ManagerConfig {
-            node_lifecycle: flotilla_controllers::node_lifecycle::NodeLifecycleConfig {
-                grace_period: args.node_grace_period,
-                pod_eviction_timeout: args.pod_eviction_timeout,
-            },
-            ..Default::default()
-        };
+    if !args.no_controllers {
+        let config = args.lifecycle.manager_config();
         let client = client.clone();
         let shutdown = until_stopped();
-        async move { flotilla_controllers::run(client, config, shutdown).await }
-    });
+        tasks.spawn(async move {
+            crate::controller_manager::run_control_loops(client, config, shutdown).await
+        });
+    }
     let module_dirs = module_dirs(args.module_dirs);
     for index in 1..=args.nodes {
         let name = format!("node-{index}");
         let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
         config.module_dirs = module_dirs.clone();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.
-        config.lease_renew_interval = (args.node_grace_period / 4).min(Duration::from_secs(10));
+        config.lease_renew_interval =
+            (args.lifecycle.node_grace_period / 4).min(Duration::from_secs(10));
         let agent = flotilla_node::NodeAgent::new(client.clone(), config);
         let shutdown = until_stopped();
         tasks.spawn(async move { agent.run(shutdown).await });

@@ -276,3 +276,41 @@ pub async fn delete(args: DeleteArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ScaleArgs {
+    /// `deployment/NAME`, `replicaset/NAME` or `replicationcontroller/NAME` (short names work).
+    target: String,
+    /// The new replica count.
+    #[arg(long)]
+    replicas: u32,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Sets `spec.replicas` through the `scale` subresource, as `kubectl scale` does.
+pub async fn scale(args: ScaleArgs) -> Result<()> {
+    let (kind, name) = args
+        .target
+        .split_once('/')
+        .context("name what to scale as KIND/NAME, e.g. deployment/web")?;
+    let r = objects::resource_named(kind)?;
+    anyhow::ensure!(
+        r.subresources.contains(&"scale"),
+        "{} cannot be scaled; scale a deployment, replicaset or replicationcontroller",
+        r.plural
+    );
+    let client = args.connection.client().await?;
+    let namespace = args.connection.namespace(&client);
+    let api = objects::api(&client, r, Some(&namespace));
+    let patch = serde_json::json!({"spec": {"replicas": args.replicas}});
+    api.patch_scale(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .with_context(|| format!("scaling {} {name}", r.singular))?;
+    println!("{}/{name} scaled", r.singular);
+    Ok(())
+}
