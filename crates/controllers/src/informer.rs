@@ -6,6 +6,7 @@
 //! back-off), and its reflector `Store` is the cache. This module adds what client-go's shared
 //! informers add on top: several handlers per cache, told the previous and the new object.
 
+use crate::queue::WorkQueue;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -75,6 +76,46 @@ where
             .write()
             .expect("handlers lock")
             .push(Box::new(handler));
+    }
+
+    /// Puts the key of every created, changed or deleted object on `queue`, and every cached
+    /// object's key after a resync: how a controller follows its own kind.
+    pub fn enqueue_changes(self: &Arc<Self>, queue: &Arc<WorkQueue<ObjectKey>>) {
+        let queue = queue.clone();
+        // Weak: the informer owns its handlers, which must not own it back.
+        let informer = Arc::downgrade(self);
+        self.on_change(move |change| match change {
+            Change::Applied { new, .. } => queue.add(ObjectKey::of(*new)),
+            Change::Deleted(old) => queue.add(ObjectKey::of(*old)),
+            Change::Resynced => {
+                if let Some(informer) = informer.upgrade() {
+                    for object in informer.store.state() {
+                        queue.add(ObjectKey::of(object.as_ref()));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Calls `keys_of` on both the previous and the new version of every changed object and
+    /// puts the keys it returns on `queue`: how a controller follows the objects it owns (a pod
+    /// whose labels changed may concern its old owner as well as its new one).
+    pub fn enqueue_related(
+        &self,
+        queue: &Arc<WorkQueue<ObjectKey>>,
+        keys_of: impl Fn(&K) -> Vec<ObjectKey> + Send + Sync + 'static,
+    ) {
+        let queue = queue.clone();
+        self.on_change(move |change| {
+            let (old, new) = match change {
+                Change::Applied { old, new } => (*old, Some(*new)),
+                Change::Deleted(old) => (Some(*old), None),
+                Change::Resynced => return,
+            };
+            for object in old.into_iter().chain(new) {
+                keys_of(object).into_iter().for_each(|key| queue.add(key));
+            }
+        });
     }
 
     /// A cached object by namespace and name.

@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod claim;
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;

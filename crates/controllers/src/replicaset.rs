@@ -3,8 +3,9 @@
 //! the most expendable surplus ones, adopting matching orphans and releasing pods that stopped
 //! matching, and reports the counts in `status`.
 
+use crate::claim;
 use crate::expectations::{Expectations, Seen};
-use crate::informer::{Change, Informer, ObjectKey};
+use crate::informer::{Informer, ObjectKey};
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::worker::{Action, run_workers};
@@ -140,34 +141,10 @@ pub struct ReplicaSetController<R: Replicated> {
 impl<R: Replicated> ReplicaSetController<R> {
     pub fn new(client: Client, owners: Arc<Informer<R>>, pods: Arc<Informer<Pod>>) -> Arc<Self> {
         let queue = WorkQueue::new();
-        owners.on_change({
-            let queue = queue.clone();
+        owners.enqueue_changes(&queue);
+        pods.enqueue_related(&queue, {
             let owners = owners.clone();
-            move |change| match change {
-                Change::Applied { new, .. } => queue.add(ObjectKey::of(*new)),
-                Change::Deleted(old) => queue.add(ObjectKey::of(*old)),
-                Change::Resynced => owners
-                    .store()
-                    .state()
-                    .iter()
-                    .for_each(|o| queue.add(ObjectKey::of(o.as_ref()))),
-            }
-        });
-        pods.on_change({
-            let queue = queue.clone();
-            let owners = owners.clone();
-            move |change| {
-                let (old, new) = match change {
-                    Change::Applied { old, new } => (*old, Some(*new)),
-                    Change::Deleted(old) => (Some(*old), None),
-                    Change::Resynced => return,
-                };
-                for pod in old.into_iter().chain(new) {
-                    for key in owners_of_pod(&owners, pod) {
-                        queue.add(key);
-                    }
-                }
-            }
+            move |object| owners_of_pod(&owners, object)
         });
         let recorder = Recorder::new(client.clone(), R::COMPONENT, None);
         Arc::new(ReplicaSetController {
@@ -203,7 +180,14 @@ impl<R: Replicated> ReplicaSetController<R> {
         };
         let owner_uid = owner.uid().unwrap_or_default();
         let deleting = owner.meta().deletion_timestamp.is_some();
-        let pods = self.claim_pods(&owner, deleting).await?;
+        let pods = claim::claim_pods(
+            &self.client,
+            &self.pods,
+            owner.as_ref(),
+            |labels| owner.selects(labels),
+            |pod| !deleting && pods::is_active(pod),
+        )
+        .await?;
         let active: Vec<&Pod> = pods
             .iter()
             .map(Arc::as_ref)
@@ -223,72 +207,6 @@ impl<R: Replicated> ReplicaSetController<R> {
             self.manage_replicas(&owner, key, &active).await?;
         }
         self.update_status(&owner, &active).await
-    }
-
-    /// The pods this owner controls, after adopting matching orphans and releasing owned pods
-    /// whose labels stopped matching.
-    async fn claim_pods(&self, owner: &R, deleting: bool) -> anyhow::Result<Vec<Arc<Pod>>> {
-        let namespace = owner.namespace().unwrap_or_default();
-        let owner_uid = owner.uid().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let mut claimed = Vec::new();
-        for pod in self
-            .pods
-            .store()
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        {
-            let matches = owner.selects(pod.labels());
-            match pods::controller_of(pod.as_ref()) {
-                Some(reference) if reference.uid == owner_uid => {
-                    if matches {
-                        claimed.push(pod);
-                    } else {
-                        let remaining: Vec<_> = pod
-                            .owner_references()
-                            .iter()
-                            .filter(|r| r.uid != owner_uid)
-                            .cloned()
-                            .collect();
-                        let patch = serde_json::json!({"metadata": {
-                            "ownerReferences": remaining,
-                            "resourceVersion": pod.resource_version(),
-                        }});
-                        api.patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(patch),
-                        )
-                        .await
-                        .with_context(|| format!("releasing pod {}", pod.name_any()))?;
-                    }
-                }
-                None if matches && !deleting && pods::is_active(&pod) => {
-                    let mut references = pod.owner_references().to_vec();
-                    references.push(pods::controller_reference(owner));
-                    let patch = serde_json::json!({"metadata": {
-                        "ownerReferences": references,
-                        "resourceVersion": pod.resource_version(),
-                    }});
-                    match api
-                        .patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(patch),
-                        )
-                        .await
-                    {
-                        Ok(adopted) => claimed.push(Arc::new(adopted)),
-                        // Changed meanwhile: the next reconcile sees the new version.
-                        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {}
-                        Err(e) => return Err(e).context("adopting a pod"),
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(claimed)
     }
 
     async fn manage_replicas(

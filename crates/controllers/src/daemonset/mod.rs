@@ -9,10 +9,10 @@
 
 pub mod placement;
 
+use crate::claim;
 use crate::deployment::{revision, rollout};
 use crate::expectations::{Expectations, Seen};
 use crate::informer::{Change, Informer, ObjectKey};
-use crate::job::claim;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::worker::{Action, run_workers};
@@ -72,15 +72,7 @@ impl DaemonSetController {
                     .for_each(|ds| queue.add(ObjectKey::of(ds.as_ref())))
             }
         };
-        daemon_sets.on_change({
-            let queue = queue.clone();
-            let enqueue_all = enqueue_all.clone();
-            move |change| match change {
-                Change::Applied { new, .. } => queue.add(ObjectKey::of(*new)),
-                Change::Deleted(old) => queue.add(ObjectKey::of(*old)),
-                Change::Resynced => enqueue_all(),
-            }
-        });
+        daemon_sets.enqueue_changes(&queue);
         nodes.on_change(move |change| {
             let relevant = match change {
                 Change::Applied { old, new } => {
@@ -92,21 +84,9 @@ impl DaemonSetController {
                 enqueue_all();
             }
         });
-        pods.on_change({
-            let queue = queue.clone();
+        pods.enqueue_related(&queue, {
             let daemon_sets = daemon_sets.clone();
-            move |change| {
-                let (old, new) = match change {
-                    Change::Applied { old, new } => (*old, Some(*new)),
-                    Change::Deleted(old) => (Some(*old), None),
-                    Change::Resynced => return,
-                };
-                for pod in old.into_iter().chain(new) {
-                    for key in daemon_sets_of_pod(&daemon_sets, pod) {
-                        queue.add(key);
-                    }
-                }
-            }
+            move |object| daemon_sets_of_pod(&daemon_sets, object)
         });
         let recorder = Recorder::new(client.clone(), COMPONENT, None);
         Arc::new(DaemonSetController {

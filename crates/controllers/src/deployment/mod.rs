@@ -44,34 +44,10 @@ impl DeploymentController {
         pods: Arc<Informer<Pod>>,
     ) -> Arc<Self> {
         let queue = WorkQueue::new();
-        deployments.on_change({
-            let queue = queue.clone();
+        deployments.enqueue_changes(&queue);
+        replica_sets.enqueue_related(&queue, {
             let deployments = deployments.clone();
-            move |change| match change {
-                Change::Applied { new, .. } => queue.add(ObjectKey::of(*new)),
-                Change::Deleted(old) => queue.add(ObjectKey::of(*old)),
-                Change::Resynced => deployments
-                    .store()
-                    .state()
-                    .iter()
-                    .for_each(|d| queue.add(ObjectKey::of(d.as_ref()))),
-            }
-        });
-        replica_sets.on_change({
-            let queue = queue.clone();
-            let deployments = deployments.clone();
-            move |change| {
-                let (old, new) = match change {
-                    Change::Applied { old, new } => (*old, Some(*new)),
-                    Change::Deleted(old) => (Some(*old), None),
-                    Change::Resynced => return,
-                };
-                for rs in old.into_iter().chain(new) {
-                    deployments_of_rs(&deployments, rs)
-                        .into_iter()
-                        .for_each(|key| queue.add(key));
-                }
-            }
+            move |object| deployments_of_rs(&deployments, object)
         });
         // A Recreate rollout waits for the old pods to be gone.
         pods.on_change({

@@ -8,11 +8,11 @@
 //! removed after they finished stay counted. Pods are never deleted once they finished: people
 //! read their logs. A finished Job costs nothing to reconcile.
 
-pub(crate) mod claim;
 pub mod policy;
 
+use crate::claim;
 use crate::expectations::{Expectations, Seen};
-use crate::informer::{Change, Informer, ObjectKey};
+use crate::informer::{Informer, ObjectKey};
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::worker::{Action, run_workers};
@@ -53,34 +53,10 @@ pub struct JobController {
 impl JobController {
     pub fn new(client: Client, jobs: Arc<Informer<Job>>, pods: Arc<Informer<Pod>>) -> Arc<Self> {
         let queue = WorkQueue::new();
-        jobs.on_change({
-            let queue = queue.clone();
+        jobs.enqueue_changes(&queue);
+        pods.enqueue_related(&queue, {
             let jobs = jobs.clone();
-            move |change| match change {
-                Change::Applied { new, .. } => queue.add(ObjectKey::of(*new)),
-                Change::Deleted(old) => queue.add(ObjectKey::of(*old)),
-                Change::Resynced => jobs
-                    .store()
-                    .state()
-                    .iter()
-                    .for_each(|j| queue.add(ObjectKey::of(j.as_ref()))),
-            }
-        });
-        pods.on_change({
-            let queue = queue.clone();
-            let jobs = jobs.clone();
-            move |change| {
-                let (old, new) = match change {
-                    Change::Applied { old, new } => (*old, Some(*new)),
-                    Change::Deleted(old) => (Some(*old), None),
-                    Change::Resynced => return,
-                };
-                for pod in old.into_iter().chain(new) {
-                    for key in jobs_of_pod(&jobs, pod) {
-                        queue.add(key);
-                    }
-                }
-            }
+            move |object| jobs_of_pod(&jobs, object)
         });
         let recorder = Recorder::new(client.clone(), COMPONENT, None);
         Arc::new(JobController {

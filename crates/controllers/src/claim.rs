@@ -1,6 +1,6 @@
 //! Claiming pods for an owner picked by a selector (Kubernetes' `PodControllerRefManager`):
 //! the pods it controls, after adopting matching orphans and releasing controlled pods whose
-//! labels stopped matching. Shared by the Job and DaemonSet controllers.
+//! labels stopped matching. Shared by the ReplicaSet, Job and DaemonSet controllers.
 
 use crate::informer::Informer;
 use crate::pods;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// The pods of `owner`'s namespace that it controls, adopting orphans that `selects` picks and
 /// `adoptable` accepts, and releasing controlled pods that `selects` no longer picks.
-pub(crate) async fn claim_pods<K>(
+pub async fn claim_pods<K>(
     client: &Client,
     pods: &Informer<Pod>,
     owner: &K,
