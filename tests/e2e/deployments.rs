@@ -719,3 +719,36 @@ fn a_separate_controller_manager_rides_out_an_apiserver_restart() -> Result<()> 
     wait_for_running(&cluster, "app=survivor", 5)?;
     Ok(())
 }
+
+#[test]
+fn a_rollout_that_cannot_progress_reports_its_deadline_exceeded() -> Result<()> {
+    let cluster = Cluster::start(1)?;
+    let manifest = deployment("stuck", 2, "  progressDeadlineSeconds: 2")
+        .replace("image: ticker", "image: no-such-module");
+    apply(&cluster, &manifest)?;
+    let out = cluster.kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+    assert!(
+        !out.status.success(),
+        "rollout status succeeded for a module that does not exist"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("exceeded its progress deadline"),
+        "{stderr}"
+    );
+    assert_eq!(
+        cluster.field(
+            "deployment/stuck",
+            r#".status.conditions[?(@.type=="Progressing")].reason"#
+        ),
+        "ProgressDeadlineExceeded"
+    );
+    assert_eq!(
+        cluster.field(
+            "deployment/stuck",
+            r#".status.conditions[?(@.type=="Available")].status"#
+        ),
+        "False"
+    );
+    Ok(())
+}

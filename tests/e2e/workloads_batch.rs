@@ -213,3 +213,48 @@ fn a_daemon_set_runs_one_pod_per_node_and_replaces_a_deleted_one_in_place() -> a
     .map_err(|e| e.context(format!("pods: {pods:?}")))?;
     Ok(())
 }
+
+#[test]
+fn a_daemon_set_follows_nodes_as_they_join_and_leave() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    checked_apply(
+        &cluster,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: follower}\nspec:\n  selector: {matchLabels: {app: follower}}\n  template:\n    metadata: {labels: {app: follower}}\n    spec: {containers: [{name: ticker, image: ticker}]}\n",
+    )?;
+    let on_nodes = |pods: &[[String; 3]]| -> BTreeSet<String> {
+        pods.iter()
+            .filter(|[_, phase, _]| phase == "Running")
+            .map(|[_, _, node]| node.clone())
+            .collect()
+    };
+    let mut pods = Vec::new();
+    wait_until(SETTLE, "a follower pod on node-1", || {
+        pods = pods_with(&cluster, "app=follower")?;
+        Ok(on_nodes(&pods) == BTreeSet::from(["node-1".to_string()]))
+    })
+    .map_err(|e| e.context(format!("pods: {pods:?}")))?;
+
+    let joined = cluster.join_node("edge", &[])?;
+    wait_until(SETTLE, "a follower pod on the new node too", || {
+        pods = pods_with(&cluster, "app=follower")?;
+        Ok(pods.len() == 2
+            && on_nodes(&pods) == BTreeSet::from(["node-1".to_string(), "edge".to_string()]))
+    })
+    .map_err(|e| e.context(format!("pods: {pods:?}")))?;
+
+    // The node leaves for good: its agent stops and its Node object is deleted.
+    joined.kill()?;
+    cluster.kubectl_ok(&["delete", "node", "edge"])?;
+    wait_until(SETTLE, "the departed node's pod to be gone", || {
+        pods = pods_with(&cluster, "app=follower")?;
+        Ok(pods.len() == 1 && on_nodes(&pods) == BTreeSet::from(["node-1".to_string()]))
+    })
+    .map_err(|e| e.context(format!("pods: {pods:?}")))?;
+    cluster.wait_for_field(
+        "daemonset/follower",
+        ".status.desiredNumberScheduled",
+        "1",
+        SETTLE,
+    )?;
+    Ok(())
+}
