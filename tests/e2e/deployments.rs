@@ -191,6 +191,11 @@ fn deleted_pods_are_replaced_and_scaling_follows_replicas() -> Result<()> {
         !names(&replaced).contains(&victim),
         "the deleted pod came back"
     );
+    let all = cluster.kubectl_ok(&["get", "all", "-o", "name"])?;
+    assert!(
+        all.contains("deployment.apps/web") && all.contains("replicaset.apps/web-"),
+        "kubectl get all: {all}"
+    );
     for pod in &replaced {
         let owner = &pod["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "ReplicaSet");

@@ -31,6 +31,17 @@ impl ResourceType {
         self.subresources.contains(&"status")
     }
 
+    /// The categories discovery lists it under: `all` holds the workload kinds, so
+    /// `kubectl get all` shows them, as in Kubernetes.
+    pub fn categories(&self) -> &'static [&'static str] {
+        match self.kind {
+            "Pod" | "ReplicationController" | "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" => {
+                &["all"]
+            }
+            _ => &[],
+        }
+    }
+
     /// Store key prefix of every object of this type: `{group}/{plural}/`.
     pub fn key_prefix(&self) -> String {
         format!("{}/{}/", self.group, self.plural)

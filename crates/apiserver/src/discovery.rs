@@ -104,5 +104,6 @@ fn describe(r: &ResourceType) -> Value {
         "kind": r.kind,
         "verbs": resource::verbs(),
         "shortNames": r.short_names,
+        "categories": r.categories(),
     })
 }
