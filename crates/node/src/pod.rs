@@ -103,6 +103,10 @@ struct ContainerRecord {
     done: bool,
 }
 
+/// Retry delays of a status write the apiserver did not take: doubling up to a ceiling.
+const STATUS_RETRY_FIRST: Duration = Duration::from_millis(200);
+const STATUS_RETRY_MAX: Duration = Duration::from_secs(10);
+
 struct PodState {
     containers: Vec<ContainerRecord>,
     start_time: Time,
@@ -194,7 +198,8 @@ impl Shared {
     }
 
     /// Writes the current status. A pod deleted meanwhile is not an error.
-    async fn publish(&self) {
+    /// Writes the current status; false if the apiserver could not take it.
+    async fn publish(&self) -> bool {
         let patch = self.render();
         match self
             .api
@@ -205,11 +210,27 @@ impl Shared {
             )
             .await
         {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) if status.code == 404 => true,
             Err(error) => {
-                tracing::warn!(pod = %self.pod.name_any(), %error, "could not report pod status")
+                tracing::warn!(pod = %self.pod.name_any(), %error, "could not report pod status; retrying");
+                false
             }
+        }
+    }
+
+    /// Writes the current status until the apiserver takes it, as the kubelet's status
+    /// manager does: a status lost while the apiserver restarts would otherwise stay stale
+    /// (a Running pod shown Pending) until the pod's next change, which may never come.
+    async fn publish_until_written(&self) {
+        let mut delay = STATUS_RETRY_FIRST;
+        while !self.publish().await {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                // A newer state is rendered by the next attempt anyway.
+                _ = self.changed.notified() => {}
+            }
+            delay = (delay * 2).min(STATUS_RETRY_MAX);
         }
     }
 
@@ -278,7 +299,7 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     let reporting = tokio::spawn(async move {
         loop {
             reporter.changed.notified().await;
-            reporter.publish().await;
+            reporter.publish_until_written().await;
         }
     });
     let _reporting = ReporterGuard(reporting);
@@ -288,7 +309,7 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     }
     while tasks.join_next().await.is_some() {}
     // The last state must be written even if the reporter is mid-write of an older one.
-    shared.publish().await;
+    shared.publish_until_written().await;
 }
 
 struct ReporterGuard(tokio::task::JoinHandle<()>);
