@@ -684,22 +684,42 @@ fn pods_of_a_killed_node_agent_are_replaced_on_the_other_nodes() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_separate_controller_manager_rides_out_an_apiserver_restart() -> Result<()> {
-    let mut cluster = Cluster::start_with(0, &["--no-controllers"])?;
-    let _node = cluster.join_node("node-a", &["--lease-renew-interval", "1s"])?;
-    let log = std::fs::File::create(cluster.dir.path().join("controller-manager.log"))?;
-    let _manager = Background(
+/// Starts `flotilla controller-manager` against `cluster`, logging to `NAME.log` in its
+/// directory.
+fn controller_manager(cluster: &Cluster, name: &str, extra: &[&str]) -> Result<Background> {
+    let log = std::fs::File::create(cluster.dir.path().join(format!("{name}.log")))?;
+    Ok(Background(
         Command::new(flotilla_e2e::flotilla_bin())
             .arg("controller-manager")
             .arg("--kubeconfig")
             .arg(cluster.kubeconfig())
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("starting flotilla controller-manager")?,
-    );
+    ))
+}
+
+/// Who holds the controller manager's leader Lease ("" when nobody, or no Lease yet).
+fn leader(cluster: &Cluster) -> String {
+    let out = cluster.kubectl(&[
+        "get",
+        "lease/flotilla-controller-manager",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_separate_controller_manager_rides_out_an_apiserver_restart() -> Result<()> {
+    let mut cluster = Cluster::start_with(0, &["--no-controllers"])?;
+    let _node = cluster.join_node("node-a", &["--lease-renew-interval", "1s"])?;
+    let _manager = controller_manager(&cluster, "controller-manager", &[])?;
     apply(&cluster, &deployment("survivor", 3, "  minReadySeconds: 1"))?;
     rollout_status(&cluster, "survivor")?;
     cluster.kubectl_ok(&[
@@ -755,5 +775,35 @@ fn a_rollout_that_cannot_progress_reports_its_deadline_exceeded() -> Result<()> 
         ),
         "False"
     );
+    Ok(())
+}
+
+#[test]
+fn a_standby_controller_manager_takes_over_when_the_leader_dies() -> Result<()> {
+    let cluster = Cluster::start_with(0, &["--no-controllers"])?;
+    let _node = cluster.join_node("node-a", &["--lease-renew-interval", "1s"])?;
+    let lease = ["--leader-elect-lease-duration", "2s"];
+    let first = controller_manager(&cluster, "manager-1", &lease)?;
+    let mut first_identity = String::new();
+    wait_until(SETTLE, "the first controller manager to lead", || {
+        first_identity = leader(&cluster);
+        Ok(!first_identity.is_empty())
+    })?;
+    let _second = controller_manager(&cluster, "manager-2", &lease)?;
+    apply(&cluster, &deployment("ha", 2, ""))?;
+    rollout_status(&cluster, "ha")?;
+    // Several renewals later the leader is unchanged: the standby waits instead of acting.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(leader(&cluster), first_identity);
+    let standby_log = std::fs::read_to_string(cluster.dir.path().join("manager-2.log"))?;
+    assert!(!standby_log.contains("became the leader"), "{standby_log}");
+
+    first.kill()?;
+    wait_until(SETTLE, "the standby to take the Lease", || {
+        let now = leader(&cluster);
+        Ok(!now.is_empty() && now != first_identity)
+    })?;
+    cluster.kubectl_ok(&["scale", "deployment/ha", "--replicas=4"])?;
+    wait_for_running(&cluster, "app=ha", 4)?;
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod expectations;
 pub mod gc;
 pub mod informer;
 pub mod job;
+pub mod leader;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod queue;

@@ -22,6 +22,8 @@ pub struct UpArgs {
     module_dirs: Vec<PathBuf>,
     #[command(flatten)]
     lifecycle: crate::controller_manager::NodeLifecycleArgs,
+    #[command(flatten)]
+    election: crate::controller_manager::ElectionArgs,
     /// Run no controllers or scheduler in this process: run `flotilla controller-manager`
     /// against this cluster instead (exactly one of them, or they would act twice).
     #[arg(long)]
@@ -124,10 +126,20 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let client = flotilla_client::in_process(router, Some(token));
     if !args.no_controllers {
         let config = args.lifecycle.manager_config();
+        let election = args.election;
         let client = client.clone();
         let shutdown = until_stopped();
+        // One `up` per data directory (the store is locked), so this identity is unique, and it
+        // stays the same across restarts: a restarted `up` renews its own Lease at once rather
+        // than waiting for the previous incarnation's to expire.
+        let identity = format!(
+            "{}_up_{}",
+            crate::controller_manager::hostname(),
+            data_dir.display()
+        );
         tasks.spawn(async move {
-            crate::controller_manager::run_control_loops(client, config, shutdown).await
+            crate::controller_manager::run_elected(client, config, &election, identity, shutdown)
+                .await
         });
     }
     let module_dirs = module_dirs(args.module_dirs);
