@@ -6,6 +6,11 @@
 //! object keys on a rate-limited work queue; workers call a level-triggered
 //! `reconcile(key)` that compares desired and observed state and acts on the difference.
 //!
+//! The controllers: [`replicaset`] (ReplicaSets and ReplicationControllers), [`deployment`],
+//! [`job`], [`daemonset`], the garbage collector [`gc`] and [`node_lifecycle`]. The machinery:
+//! [`informer`], [`queue`], [`worker`], [`expectations`], [`claim`]. [`leader`] elects the one
+//! controller manager that acts when several run.
+//!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
 //! let config = flotilla_controllers::ManagerConfig::default();
