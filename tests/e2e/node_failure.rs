@@ -252,3 +252,57 @@ fn pods_of_a_deleted_node_are_garbage_collected() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn when_every_node_is_silent_nothing_is_evicted() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(0, &FAST_LIFECYCLE)?;
+    let only = cluster.join_node("only", &FAST_LEASE)?;
+    checked_apply(
+        &cluster,
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: lonely}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: lonely}}\n  template:\n    metadata: {labels: {app: lonely}}\n    spec: {containers: [{name: ticker, image: ticker}]}\n",
+    )?;
+    wait_until(SETTLE, "the ReplicaSet's pods to be ready", || {
+        let pods = pods_of(&cluster, "lonely")?;
+        Ok(pods.len() == 2 && pods.iter().all(|p| p.3))
+    })?;
+    let before: Vec<String> = pods_of(&cluster, "lonely")?
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+
+    only.kill()?;
+    cluster.wait_for_field(
+        "node/only",
+        r#".status.conditions[?(@.type=="Ready")].status"#,
+        "Unknown",
+        SETTLE,
+    )?;
+    // Well past the 3 s eviction timeout: the only node's pods stay, since evicting them
+    // would leave them nowhere to run (Kubernetes' full-disruption mode).
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let terminating = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=lonely",
+        "-o",
+        "jsonpath={.items[*].metadata.deletionTimestamp}",
+    ])?;
+    assert!(
+        terminating.trim().is_empty(),
+        "pods were evicted: {terminating}"
+    );
+
+    // The node comes back and the same pods run on: nothing was replaced.
+    let _back = cluster.join_node("only", &FAST_LEASE)?;
+    wait_until(SETTLE, "the same pods to be ready again", || {
+        let pods = pods_of(&cluster, "lonely")?;
+        Ok(pods.len() == 2 && pods.iter().all(|p| p.3))
+    })?;
+    let after: Vec<String> = pods_of(&cluster, "lonely")?
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(before, after);
+    Ok(())
+}

@@ -162,6 +162,8 @@ struct Controller {
     health: HashMap<String, Health>,
     /// Orphaned pods already deleted, until they leave the cache.
     collected: HashSet<String>,
+    /// Whether every node was silent at the last pass (evictions paused).
+    full_disruption: bool,
 }
 
 impl Controller {
@@ -174,6 +176,7 @@ impl Controller {
             config,
             health: HashMap::new(),
             collected: HashSet::new(),
+            full_disruption: false,
         }
     }
 
@@ -195,6 +198,7 @@ impl Controller {
                 by_node.entry(node).or_default().push(pod);
             }
         }
+        let mut silent_nodes = Vec::new();
         for node in &nodes {
             let name = node.name_any();
             let lease = leases.get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
@@ -205,9 +209,21 @@ impl Controller {
                 .entry(name.clone())
                 .or_insert_with(|| Health::new(probe.clone(), now))
                 .observe(probe, now, grace);
+            silent_nodes.push(silent);
+        }
+        // Every node silent at once says more about the control plane's view (a partition, an
+        // apiserver that was down) than about the nodes, and evicted pods would have nowhere
+        // to go: Kubernetes' "full disruption" mode stops evictions then, and so do we.
+        let full_disruption = silent_nodes.iter().all(|silent| *silent);
+        if full_disruption && !nodes.is_empty() && !self.full_disruption {
+            tracing::warn!("every node is silent: marking them NotReady but evicting no pods");
+        }
+        self.full_disruption = full_disruption;
+        for (node, silent) in nodes.iter().zip(silent_nodes) {
+            let name = node.name_any();
             if silent {
                 let on_node = by_node.get(name.as_str()).map_or(&[][..], Vec::as_slice);
-                self.unreachable(node, on_node, now).await;
+                self.unreachable(node, on_node, now, !full_disruption).await;
             } else {
                 self.reachable(node).await;
             }
@@ -215,7 +231,7 @@ impl Controller {
         self.collect_orphans(&names, &pods).await;
     }
 
-    async fn unreachable(&mut self, node: &Node, pods: &[&Arc<Pod>], now: Instant) {
+    async fn unreachable(&mut self, node: &Node, pods: &[&Arc<Pod>], now: Instant, evict: bool) {
         let name = node.name_any();
         let plan = plan(node, true);
         // The taints are written on top of the status write, not the cached node it replaced.
@@ -249,7 +265,9 @@ impl Controller {
             }
         }
         self.mark_pods_not_ready(&name, pods).await;
-        self.evict(&name, pods, now).await;
+        if evict {
+            self.evict(&name, pods, now).await;
+        }
     }
 
     async fn reachable(&mut self, node: &Node) {
