@@ -65,7 +65,12 @@ impl Cluster {
     /// Starts a cluster with `nodes` in-process node agents and extra `flotilla up` arguments
     /// (e.g. `["--node-grace-period", "3s"]`).
     pub fn start_with(nodes: usize, up_args: &[&str]) -> Result<Cluster> {
-        let dir = tempfile::tempdir()?;
+        let mut dir = tempfile::tempdir()?;
+        // Set FLOTILLA_KEEP_TEST_DIRS=1 to keep each cluster's logs and data for a post-mortem.
+        if std::env::var_os("FLOTILLA_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster directory: {}", dir.path().display());
+        }
         let mut cluster = Cluster {
             dir,
             process: None,

@@ -90,12 +90,32 @@ fn names(pods: &[Value]) -> BTreeSet<String> {
 }
 
 fn rollout_status(cluster: &Cluster, name: &str) -> Result<String> {
-    cluster.kubectl_ok(&[
-        "rollout",
-        "status",
-        &format!("deployment/{name}"),
-        "--timeout=60s",
-    ])
+    cluster
+        .kubectl_ok(&[
+            "rollout",
+            "status",
+            &format!("deployment/{name}"),
+            "--timeout=60s",
+        ])
+        .map_err(|error| {
+            // What the cluster looked like when the rollout stalled, for the post-mortem.
+            let state = cluster
+                .kubectl(&["get", "deployments,replicasets,pods", "-o", "wide"])
+                .stdout;
+            let pods = cluster
+                .kubectl(&[
+                    "get",
+                    "pods",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.conditions} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+                ])
+                .stdout;
+            error.context(format!(
+                "cluster state:\n{}\npods:\n{}",
+                String::from_utf8_lossy(&state),
+                String::from_utf8_lossy(&pods)
+            ))
+        })
 }
 
 /// A `kubectl get pods --watch` running in the background, recording every event.
