@@ -8,7 +8,7 @@
 //!
 //! The controllers: [`replicaset`] (ReplicaSets and ReplicationControllers), [`deployment`],
 //! [`job`], [`daemonset`], the garbage collector [`gc`] and [`node_lifecycle`]. The machinery:
-//! [`informer`], [`queue`], [`worker`], [`expectations`], [`claim`]. [`leader`] elects the one
+//! [`informer`], [`queue`], [`worker`], [`expectations`], [`claim`], [`pod_control`]. [`leader`] elects the one
 //! controller manager that acts when several run.
 //!
 //! ```no_run
@@ -27,6 +27,7 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod node_lifecycle;
+pub mod pod_control;
 pub mod pods;
 pub mod queue;
 pub mod replicaset;

@@ -6,6 +6,7 @@
 use crate::claim;
 use crate::expectations::{Expectations, Seen};
 use crate::informer::{Informer, ObjectKey};
+use crate::pod_control;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::worker::{Action, run_workers};
@@ -15,7 +16,7 @@ use futures::future::join_all;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -229,72 +230,20 @@ impl<R: Replicated> ReplicaSetController<R> {
         }
     }
 
-    /// Creates `count` pods in batches of 1, 2, 4, …, stopping at the first batch with a
-    /// failure, so a template the API rejects costs one request rather than hundreds
-    /// (Kubernetes' slow start).
     async fn create_pods(&self, owner: &R, key: &ObjectKey, count: usize) -> anyhow::Result<()> {
         let template = owner
             .pod_template()
             .context("the object has no pod template")?;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
-        let names: Vec<String> = (0..count)
-            .map(|_| pods::generated_name(&owner.name_any()))
-            .collect();
-        self.expectations
-            .expect_creations(key, names.iter().cloned());
-        let reference = pods::controller_reference(owner);
-        let mut remaining = names.as_slice();
-        let mut batch_size = 1;
-        while !remaining.is_empty() {
-            let (batch, rest) = remaining.split_at(batch_size.min(remaining.len()));
-            remaining = rest;
-            batch_size *= 2;
-            let results = join_all(batch.iter().map(|name| {
-                let pod =
-                    pods::from_template(template, &key.namespace, name.clone(), reference.clone());
-                let api = api.clone();
-                async move { (name, api.create(&PostParams::default(), &pod).await) }
-            }))
-            .await;
-            let mut failure = None;
-            let mut created = Vec::new();
-            for (name, result) in results {
-                match result {
-                    Ok(_) => created.push(name),
-                    Err(error) => {
-                        self.expectations.creation_failed(key, name);
-                        failure = Some(error);
-                    }
-                }
-            }
-            join_all(created.iter().map(|name| {
-                self.recorder.record(
-                    owner,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    format!("Created pod: {name}"),
-                )
-            }))
-            .await;
-            if let Some(error) = failure {
-                for name in remaining {
-                    self.expectations.creation_failed(key, name);
-                }
-                let message = match &error {
-                    kube::Error::Api(status) => status.message.clone(),
-                    other => other.to_string(),
-                };
-                self.recorder
-                    .record(
-                        owner,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {message}"),
-                    )
-                    .await;
-                return Err(error).context("creating pods");
-            }
-        }
+        pod_control::create_from_template(
+            &self.client,
+            &self.recorder,
+            &self.expectations,
+            owner,
+            key,
+            template,
+            count,
+        )
+        .await?;
         Ok(())
     }
 

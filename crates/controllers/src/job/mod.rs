@@ -13,6 +13,7 @@ pub mod policy;
 use crate::claim;
 use crate::expectations::{Expectations, Seen};
 use crate::informer::{Informer, ObjectKey};
+use crate::pod_control;
 use crate::pods;
 use crate::queue::WorkQueue;
 use crate::worker::{Action, run_workers};
@@ -22,7 +23,7 @@ use futures::future::join_all;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use policy::{Failure, Observed};
 use std::collections::{HashMap, HashSet};
@@ -163,75 +164,20 @@ impl JobController {
         }
     }
 
-    /// Creates `count` pods in batches of 1, 2, 4, … stopping at the first batch with a failure
-    /// (Kubernetes' slow start). Returns how many were created.
+    /// Creates `count` pods (in slow-start batches); returns how many were created.
     async fn create_pods(&self, job: &Job, key: &ObjectKey, count: usize) -> anyhow::Result<i32> {
         let spec = job.spec.as_ref().context("the Job has no spec")?;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
-        let names: Vec<String> = (0..count)
-            .map(|_| pods::generated_name(&job.name_any()))
-            .collect();
-        self.expectations
-            .expect_creations(key, names.iter().cloned());
-        let reference = pods::controller_reference(job);
-        let mut created = 0;
-        let mut remaining = names.as_slice();
-        let mut batch_size = 1;
-        while !remaining.is_empty() {
-            let (batch, rest) = remaining.split_at(batch_size.min(remaining.len()));
-            remaining = rest;
-            batch_size *= 2;
-            let results = join_all(batch.iter().map(|name| {
-                let pod = pods::from_template(
-                    &spec.template,
-                    &key.namespace,
-                    name.clone(),
-                    reference.clone(),
-                );
-                let api = api.clone();
-                async move { (name, api.create(&PostParams::default(), &pod).await) }
-            }))
-            .await;
-            let mut failure = None;
-            for (name, result) in results {
-                match result {
-                    Ok(_) => {
-                        created += 1;
-                        self.recorder
-                            .record(
-                                job,
-                                EventType::Normal,
-                                "SuccessfulCreate",
-                                format!("Created pod: {name}"),
-                            )
-                            .await
-                    }
-                    Err(error) => {
-                        self.expectations.creation_failed(key, name);
-                        failure = Some(error);
-                    }
-                }
-            }
-            if let Some(error) = failure {
-                for name in remaining {
-                    self.expectations.creation_failed(key, name);
-                }
-                let message = match &error {
-                    kube::Error::Api(status) => status.message.clone(),
-                    other => other.to_string(),
-                };
-                self.recorder
-                    .record(
-                        job,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {message}"),
-                    )
-                    .await;
-                return Err(error).context("creating pods");
-            }
-        }
-        Ok(created)
+        let created = pod_control::create_from_template(
+            &self.client,
+            &self.recorder,
+            &self.expectations,
+            job,
+            key,
+            &spec.template,
+            count,
+        )
+        .await?;
+        Ok(i32::try_from(created).unwrap_or(i32::MAX))
     }
 
     /// Deletes `victims`, returning the names of those that are gone or going.
