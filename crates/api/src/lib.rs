@@ -12,6 +12,10 @@
 //!   path.
 //! - [`defaults`]: the defaults Kubernetes fills in on create and update.
 //! - [`selector`]: label and field selectors.
+//! - [`schema`]: the OpenAPI schemas of the served kinds, from k8s-openapi, for documents,
+//!   patching and field validation.
+//! - [`strategic_merge`]: Kubernetes' strategic merge patch, guided by those schemas.
+//! - [`field_manager`]: server-side apply's field ownership (`managedFields`) and conflicts.
 //!
 //! ```
 //! use flotilla_api::{resource, validation};
@@ -21,10 +25,13 @@
 //! ```
 
 pub mod defaults;
+pub mod field_manager;
 pub mod meta;
 pub mod resource;
+pub mod schema;
 pub mod selector;
 pub mod status;
+pub mod strategic_merge;
 pub mod validation;
 
 pub use k8s_openapi;

@@ -126,6 +126,10 @@ impl ApiStatus {
         Self::new(413, "RequestEntityTooLarge", message)
     }
 
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
+    }
+
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(415, "UnsupportedMediaType", message)
     }
@@ -147,6 +151,13 @@ impl ApiStatus {
             String::new(),
             kind.to_string(),
         )));
+        status.causes = causes;
+        status
+    }
+
+    /// 409 for a server-side apply that would take fields other managers own.
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        let mut status = Self::new(409, "Conflict", message);
         status.causes = causes;
         status
     }

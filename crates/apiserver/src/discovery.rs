@@ -8,6 +8,9 @@ pub async fn healthy() -> &'static str {
     "ok"
 }
 
+/// The Kubernetes version flotilla's API corresponds to.
+pub const KUBERNETES_VERSION: &str = "v1.34.0";
+
 /// The Kubernetes version flotilla's API corresponds to, so kubectl's skew check is satisfied.
 pub async fn version() -> Json<Value> {
     Json(json!({

@@ -22,8 +22,11 @@ mod auth;
 mod body;
 mod discovery;
 mod error;
+mod field_validation;
 mod logs;
 mod objects;
+mod openapi;
+mod patching;
 mod path;
 mod propagation;
 mod rest;
@@ -79,6 +82,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api", get(discovery::core_versions))
         .route("/api/v1", get(discovery::core_resources))
         .route("/apis", get(discovery::groups))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/{*path}", get(openapi::v3_group_version))
         .fallback(rest::dispatch)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

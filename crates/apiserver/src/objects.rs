@@ -4,9 +4,12 @@
 
 use crate::ApiState;
 use crate::error::{ApiError, Result};
+use crate::patching::{self, PatchType};
 use crate::path::ResourceRequest;
 use crate::propagation;
+use flotilla_api::field_manager::{self, Manager};
 use flotilla_api::resource::{self, ResourceType};
+use flotilla_api::schema::SchemaNode;
 use flotilla_api::{ApiStatus, defaults, meta, validation};
 use flotilla_store::{Mutation, Written};
 use serde_json::{Value, json};
@@ -15,6 +18,31 @@ pub(crate) type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) fn reject(status: ApiStatus) -> Rejection {
     Box::new(status)
+}
+
+/// The query parameters every write takes.
+#[derive(Debug, Default, Clone)]
+pub struct WriteOptions {
+    /// `dryRun=All`: everything but the write.
+    pub dry_run: bool,
+    /// Who makes the change, for `managedFields`: the `fieldManager` parameter, else the
+    /// client's name from its User-Agent, as Kubernetes does.
+    pub manager: String,
+    /// Whether the client named the manager. Only then does a create start tracking
+    /// managedFields, so objects that controllers write stay small.
+    pub manager_named: bool,
+    /// `force`: a server-side apply takes the fields other managers own.
+    pub force: bool,
+}
+
+impl WriteOptions {
+    fn manager<'a>(&'a self, api_version: &'a str, time: &'a str) -> Manager<'a> {
+        Manager {
+            name: &self.manager,
+            api_version,
+            time,
+        }
+    }
 }
 
 /// Fills `kind`/`apiVersion` and checks that a body's type and namespace fit the URL.
@@ -73,7 +101,7 @@ pub async fn create(
     state: &ApiState,
     request: &ResourceRequest,
     mut object: Value,
-    dry_run: bool,
+    options: &WriteOptions,
 ) -> Result<Value> {
     let r = request.resource;
     check_identity(request, &mut object)?;
@@ -99,10 +127,15 @@ pub async fn create(
     metadata.insert("generation".into(), json!(1));
     defaults::apply(r.kind, &mut object);
     validation::validate(r, &object)?;
+    if options.manager_named && object.pointer("/metadata/managedFields").is_none() {
+        let (api_version, now) = (r.api_version(), flotilla_api::now_rfc3339());
+        let manager = options.manager(&api_version, &now);
+        field_manager::record_update(None, &mut object, &manager, SchemaNode::of_kind(r));
+    }
     if r.namespaced {
         check_namespace_open(state, request.key_namespace()).await?;
     }
-    if dry_run {
+    if options.dry_run {
         return Ok(object);
     }
     let name = meta::name(&object).unwrap_or_default().to_string();
@@ -135,12 +168,14 @@ pub enum Part {
 }
 
 /// Turns a desired object into the next stored version of `current`, enforcing
-/// resourceVersion preconditions and fields the client may not change.
+/// resourceVersion preconditions and fields the client may not change. `manager` is credited
+/// with what the write changes; `None` when the caller has already updated `managedFields`.
 pub(crate) fn next_version(
     r: &ResourceType,
     part: Part,
     current: &Value,
     mut desired: Value,
+    manager: Option<&Manager>,
 ) -> Result<Mutation, ApiStatus> {
     let name = meta::name(current).unwrap_or_default().to_string();
     if let Some(rv) = meta::resource_version(&desired).filter(|rv| !rv.is_empty())
@@ -191,6 +226,10 @@ pub(crate) fn next_version(
                 && let Some(node) = current["spec"].get("nodeName")
             {
                 desired["spec"]["nodeName"] = node.clone();
+            }
+            if let Some(manager) = manager {
+                let schema = SchemaNode::of_kind(r);
+                field_manager::record_update(Some(current), &mut desired, manager, schema);
             }
             validation::validate_update(r, current, &desired)?;
             if r.has_status() {
@@ -270,69 +309,41 @@ pub async fn replace(
     request: &ResourceRequest,
     part: Part,
     mut desired: Value,
+    options: &WriteOptions,
 ) -> Result<Value> {
     if part == Part::Main {
         check_identity(request, &mut desired)?;
     }
     let r = request.resource;
     let missing = not_found(request);
-    let written = state
-        .store()
-        .mutate(&request.key(), move |current| match current {
-            None => Err(reject(missing)),
-            Some(current) => next_version(r, part, current, desired).map_err(reject),
-        })
-        .await?;
+    let options_owned = options.clone();
+    write(state, request, options.dry_run, move |current| {
+        let current = current.ok_or_else(|| reject(missing))?;
+        let (api_version, now) = (r.api_version(), flotilla_api::now_rfc3339());
+        let manager = options_owned.manager(&api_version, &now);
+        next_version(r, part, current, desired, Some(&manager)).map_err(reject)
+    })
+    .await
+}
+
+/// Runs `decide` on the stored object as one atomic write, or, for a dry run, on a snapshot
+/// without writing; either way returns the object as it is (or would be) afterwards.
+pub(crate) async fn write(
+    state: &ApiState,
+    request: &ResourceRequest,
+    dry_run: bool,
+    decide: impl FnOnce(Option<&Value>) -> Result<Mutation, Rejection> + Send + 'static,
+) -> Result<Value> {
+    if dry_run {
+        let current = state.store().get(&request.key()).await?;
+        return match decide(current.as_ref()) {
+            Ok(Mutation::Put(next)) => Ok(next),
+            Ok(_) => Ok(current.unwrap_or(Value::Null)),
+            Err(e) => Err(flotilla_store::Error::Rejected(e).into()),
+        };
+    }
+    let written = state.store().mutate(&request.key(), decide).await?;
     Ok(object_of(written))
-}
-
-/// The patch formats Kubernetes clients send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchType {
-    Json,
-    Merge,
-    /// Strategic merge patch, applied as a JSON merge patch: lists are replaced rather than
-    /// merged by key. Enough for labels, annotations, replicas and status updates.
-    StrategicMerge,
-}
-
-impl PatchType {
-    pub fn from_media_type(media_type: &str) -> Result<Self> {
-        match media_type {
-            "application/json-patch+json" => Ok(PatchType::Json),
-            "application/merge-patch+json" => Ok(PatchType::Merge),
-            "application/strategic-merge-patch+json" => Ok(PatchType::StrategicMerge),
-            "application/apply-patch+yaml" => Err(ApiError(ApiStatus::unsupported_media_type(
-                "server-side apply is not supported yet; use `kubectl apply` without --server-side",
-            ))),
-            other => Err(ApiError(ApiStatus::unsupported_media_type(format!(
-                "the patch content type {other:?} is not supported; use application/merge-patch+json, application/json-patch+json or application/strategic-merge-patch+json"
-            )))),
-        }
-    }
-}
-
-pub(crate) fn apply_patch(
-    current: &Value,
-    patch_type: PatchType,
-    patch: &[u8],
-) -> Result<Value, ApiStatus> {
-    let mut patched = current.clone();
-    match patch_type {
-        PatchType::Json => {
-            let patch: json_patch::Patch = serde_json::from_slice(patch)
-                .map_err(|e| ApiStatus::bad_request(format!("the JSON patch is malformed: {e}")))?;
-            json_patch::patch(&mut patched, &patch)
-                .map_err(|e| ApiStatus::invalid_patch(e.to_string()))?;
-        }
-        PatchType::Merge | PatchType::StrategicMerge => {
-            let patch: Value = serde_json::from_slice(patch).map_err(|e| {
-                ApiStatus::bad_request(format!("the merge patch is not valid JSON: {e}"))
-            })?;
-            json_patch::merge(&mut patched, &patch);
-        }
-    }
-    Ok(patched)
 }
 
 /// Applies a patch (PATCH) to an object or its status.
@@ -341,19 +352,98 @@ pub async fn patch(
     request: &ResourceRequest,
     part: Part,
     patch_type: PatchType,
-    body: Vec<u8>,
+    patch: Value,
+    options: &WriteOptions,
 ) -> Result<Value> {
     let r = request.resource;
     let missing = not_found(request);
-    let written = state
-        .store()
-        .mutate(&request.key(), move |current| {
-            let current = current.ok_or_else(|| reject(missing))?;
-            let patched = apply_patch(current, patch_type, &body).map_err(reject)?;
-            next_version(r, part, current, patched).map_err(reject)
+    let options_owned = options.clone();
+    write(state, request, options.dry_run, move |current| {
+        let current = current.ok_or_else(|| reject(missing))?;
+        let patched =
+            patching::apply(current, patch_type, &patch, SchemaNode::of_kind(r)).map_err(reject)?;
+        let (api_version, now) = (r.api_version(), flotilla_api::now_rfc3339());
+        let manager = options_owned.manager(&api_version, &now);
+        next_version(r, part, current, patched, Some(&manager)).map_err(reject)
+    })
+    .await
+}
+
+/// Server-side apply (PATCH with `application/apply-patch+yaml`): merges the applied
+/// configuration into the object, or creates it, with the request's manager owning the fields
+/// it sets. A field another manager owns with a different value is a 409 conflict, unless the
+/// request forces.
+pub async fn apply(
+    state: &ApiState,
+    request: &ResourceRequest,
+    mut applied: Value,
+    options: &WriteOptions,
+) -> Result<Value> {
+    if !applied.is_object() {
+        return Err(ApiError(ApiStatus::bad_request(
+            "the apply configuration must be an object (a YAML mapping)",
+        )));
+    }
+    if !options.manager_named {
+        return Err(ApiError(ApiStatus::bad_request(
+            "PATCH with application/apply-patch+yaml requires a fieldManager parameter naming who applies",
+        )));
+    }
+    check_identity(request, &mut applied)?;
+    let r = request.resource;
+    let name = request.name.clone().unwrap_or_default();
+    if meta::name(&applied).is_some_and(|n| n != name) {
+        return Err(ApiError(ApiStatus::bad_request(format!(
+            "the name of the object ({}) does not match the name in the URL ({name})",
+            meta::name(&applied).unwrap_or_default()
+        ))));
+    }
+    meta::set_meta(&mut applied, "name", name);
+    let (api_version, now) = (r.api_version(), flotilla_api::now_rfc3339());
+    if state.store().get(&request.key()).await?.is_none() {
+        let manager = options.manager(&api_version, &now);
+        let created = field_manager::apply(
+            None,
+            &applied,
+            &manager,
+            options.force,
+            SchemaNode::of_kind(r),
+        )
+        .map_err(|conflicts| ApiError(conflict_status(&conflicts)))?;
+        match create(state, request, created, options).await {
+            Err(ApiError(status)) if status.code == 409 => {} // Created meanwhile: apply to it.
+            other => return other,
+        }
+    }
+    let missing = not_found(request);
+    let options_owned = options.clone();
+    write(state, request, options.dry_run, move |current| {
+        let current = current.ok_or_else(|| reject(missing))?;
+        let manager = options_owned.manager(&api_version, &now);
+        let schema = SchemaNode::of_kind(r);
+        let merged = field_manager::apply(
+            Some(current),
+            &applied,
+            &manager,
+            options_owned.force,
+            schema,
+        )
+        .map_err(|conflicts| reject(conflict_status(&conflicts)))?;
+        next_version(r, Part::Main, current, merged, None).map_err(reject)
+    })
+    .await
+}
+
+fn conflict_status(conflicts: &[field_manager::Conflict]) -> ApiStatus {
+    let causes = conflicts
+        .iter()
+        .map(|c| flotilla_api::Cause {
+            reason: "FieldManagerConflict",
+            message: format!("conflict with {}", c.owner()),
+            field: c.field.clone(),
         })
-        .await?;
-    Ok(object_of(written))
+        .collect();
+    ApiStatus::apply_conflict(field_manager::conflict_message(conflicts), causes)
 }
 
 /// The parts of `DeleteOptions` flotilla honours.

@@ -2,7 +2,9 @@
 
 use crate::body;
 use crate::error::{ApiError, Result};
-use crate::objects::{self, DeleteOptions, Part, PatchType};
+use crate::field_validation::FieldValidation;
+use crate::objects::{self, DeleteOptions, Part, WriteOptions};
+use crate::patching::{self, PatchType};
 use crate::path::{self, ResourceRequest, Target};
 use crate::propagation::{self, Propagation};
 use crate::{ApiState, discovery, logs, scale, table, watch};
@@ -45,7 +47,8 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
     };
     let headers = &parts.headers;
     let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
-    let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+    let write = write_options(&query, headers)?;
+    let validation = FieldValidation::from_query(&query)?;
     let sub = request.subresource.as_deref();
     match (&parts.method, request.name.is_some(), sub) {
         (&Method::GET, false, None) if flag("watch") => {
@@ -54,8 +57,9 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
         (&Method::GET, false, None) => list(&state, &request, &query, headers).await,
         (&Method::POST, false, None) => {
             let object = decode(headers, body).await?;
-            let created = objects::create(&state, &request, object, dry_run).await?;
-            Ok(body::respond(headers, StatusCode::CREATED, &created))
+            let warnings = validation.check(request.resource, &object)?;
+            let created = objects::create(&state, &request, object, &write).await?;
+            Ok(warnings.attach(body::respond(headers, StatusCode::CREATED, &created)))
         }
         (&Method::DELETE, false, None) => {
             let options = delete_options(&query, body).await?;
@@ -73,13 +77,12 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
         }
         (&Method::PUT, true, Some("scale")) => {
             let desired = decode(headers, body).await?;
-            let scale = scale::replace(&state, &request, desired, dry_run).await?;
+            let scale = scale::replace(&state, &request, desired, &write).await?;
             Ok(body::respond(headers, StatusCode::OK, &scale))
         }
         (&Method::PATCH, true, Some("scale")) => {
-            let patch_type = PatchType::from_media_type(&body::content_type(headers))?;
-            let patch = body::read(body).await?;
-            let scale = scale::patch(&state, &request, patch_type, patch.to_vec(), dry_run).await?;
+            let (patch_type, patch) = decode_patch(headers, body).await?;
+            let scale = scale::patch(&state, &request, patch_type, patch, &write).await?;
             Ok(body::respond(headers, StatusCode::OK, &scale))
         }
         (&Method::GET, true, None | Some("status")) => {
@@ -88,15 +91,36 @@ async fn handle(state: ApiState, request: Request) -> Result<Response> {
         }
         (&Method::PUT, true, None | Some("status")) => {
             let desired = decode(headers, body).await?;
-            let written = objects::replace(&state, &request, part(sub), desired).await?;
-            Ok(body::respond(headers, StatusCode::OK, &written))
+            let warnings = validation.check(request.resource, &desired)?;
+            let written = objects::replace(&state, &request, part(sub), desired, &write).await?;
+            Ok(warnings.attach(body::respond(headers, StatusCode::OK, &written)))
+        }
+        (&Method::PATCH, true, None) if body::content_type(headers).contains("apply-patch") => {
+            let (_, applied) = decode_patch(headers, body).await?;
+            let warnings = validation.check(request.resource, &applied)?;
+            let existed = state.store().get(&request.key()).await?.is_some();
+            let written = objects::apply(&state, &request, applied, &write).await?;
+            let code = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            Ok(warnings.attach(body::respond(headers, code, &written)))
         }
         (&Method::PATCH, true, None | Some("status")) => {
-            let patch_type = PatchType::from_media_type(&body::content_type(headers))?;
-            let patch = body::read(body).await?;
+            let (patch_type, patch) = decode_patch(headers, body).await?;
+            if patch_type == PatchType::Apply {
+                return Err(ApiError(ApiStatus::unsupported_media_type(
+                    "server-side apply to the status subresource is not supported; use a merge patch",
+                )));
+            }
+            let warnings = match patch_type {
+                PatchType::Json => crate::field_validation::Warnings::default(),
+                _ => validation.check(request.resource, &patch)?,
+            };
             let written =
-                objects::patch(&state, &request, part(sub), patch_type, patch.to_vec()).await?;
-            Ok(body::respond(headers, StatusCode::OK, &written))
+                objects::patch(&state, &request, part(sub), patch_type, patch, &write).await?;
+            Ok(warnings.attach(body::respond(headers, StatusCode::OK, &written)))
         }
         (&Method::DELETE, true, None) => {
             let options = delete_options(&query, body).await?;
@@ -121,6 +145,47 @@ fn part(subresource: Option<&str>) -> Part {
     } else {
         Part::Main
     }
+}
+
+/// The patch format named by the Content-Type, and the decoded patch.
+async fn decode_patch(headers: &HeaderMap, body: axum::body::Body) -> Result<(PatchType, Value)> {
+    let patch_type = PatchType::from_media_type(&body::content_type(headers))?;
+    let bytes = body::read(body).await?;
+    let patch = patching::decode(patch_type, &bytes)?;
+    Ok((patch_type, patch))
+}
+
+/// `dryRun`, `fieldManager` (or the client's name from its User-Agent) and `force`.
+fn write_options(query: &Query, headers: &HeaderMap) -> Result<WriteOptions> {
+    let dry_run = match query.get("dryRun").map(String::as_str) {
+        None | Some("") => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError(ApiStatus::bad_request(format!(
+                "dryRun must be All, not {other:?}"
+            ))));
+        }
+    };
+    let named = query.get("fieldManager").filter(|m| !m.is_empty());
+    if let Some(manager) = named
+        && (manager.len() > 128 || manager.chars().any(|c| c.is_control()))
+    {
+        return Err(ApiError(ApiStatus::bad_request(
+            "fieldManager must be at most 128 printable characters",
+        )));
+    }
+    let from_agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|agent| agent.split('/').next())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("unknown");
+    Ok(WriteOptions {
+        dry_run,
+        manager: named.map_or(from_agent, String::as_str).to_string(),
+        manager_named: named.is_some(),
+        force: query.get("force").is_some_and(|v| v == "true" || v == "1"),
+    })
 }
 
 async fn decode(headers: &HeaderMap, body: axum::body::Body) -> Result<Value> {

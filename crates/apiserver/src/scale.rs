@@ -8,9 +8,12 @@
 
 use crate::ApiState;
 use crate::error::{ApiError, Result};
-use crate::objects::{self, Part, PatchType, reject};
+use crate::objects::{self, Part, WriteOptions, reject};
+use crate::patching::{self, PatchType};
 use crate::path::ResourceRequest;
+use flotilla_api::field_manager::Manager;
 use flotilla_api::resource::ResourceType;
+use flotilla_api::schema::{self, SchemaNode};
 use flotilla_api::selector::LabelSelector;
 use flotilla_api::{ApiStatus, Cause, meta};
 use flotilla_store::Mutation;
@@ -67,9 +70,9 @@ pub async fn replace(
     state: &ApiState,
     request: &ResourceRequest,
     scale: Value,
-    dry_run: bool,
+    options: &WriteOptions,
 ) -> Result<Value> {
-    write(state, request, dry_run, move |_, _| Ok(scale)).await
+    write(state, request, options, move |_, _| Ok(scale)).await
 }
 
 /// `PATCH .../{name}/scale`: the patch applies to the current Scale, as in Kubernetes.
@@ -77,11 +80,18 @@ pub async fn patch(
     state: &ApiState,
     request: &ResourceRequest,
     patch_type: PatchType,
-    patch: Vec<u8>,
-    dry_run: bool,
+    patch: Value,
+    options: &WriteOptions,
 ) -> Result<Value> {
-    write(state, request, dry_run, move |r, current| {
-        objects::apply_patch(&scale_of(r, current), patch_type, &patch)
+    if patch_type == PatchType::Apply {
+        return Err(ApiError(ApiStatus::unsupported_media_type(
+            "server-side apply to the scale subresource is not supported; apply the object itself, or use a merge patch",
+        )));
+    }
+    write(state, request, options, move |r, current| {
+        let scale_schema =
+            SchemaNode::definition(schema::definitions(), "io.k8s.api.autoscaling.v1.Scale");
+        patching::apply(&scale_of(r, current), patch_type, &patch, scale_schema)
     })
     .await
 }
@@ -90,32 +100,35 @@ pub async fn patch(
 async fn write(
     state: &ApiState,
     request: &ResourceRequest,
-    dry_run: bool,
+    options: &WriteOptions,
     desired: impl FnOnce(&ResourceType, &Value) -> Result<Value, ApiStatus> + Send + 'static,
 ) -> Result<Value> {
     let r = request.resource;
     let missing = objects::not_found(request);
+    let manager_name = options.manager.clone();
     let decide = move |current: Option<&Value>| {
         let current = current.ok_or_else(|| reject(missing))?;
         let scale = desired(r, current).map_err(reject)?;
-        parent_update(r, current, &scale).map_err(reject)
-    };
-    if dry_run {
-        let current = state.store().get(&request.key()).await?;
-        let next = match decide(current.as_ref()) {
-            Ok(Mutation::Put(next)) => next,
-            Ok(_) => current.unwrap_or(Value::Null),
-            Err(e) => return Err(flotilla_store::Error::Rejected(e).into()),
+        let (api_version, now) = (r.api_version(), flotilla_api::now_rfc3339());
+        let manager = Manager {
+            name: &manager_name,
+            api_version: &api_version,
+            time: &now,
         };
-        return Ok(scale_of(r, &next));
-    }
-    let written = state.store().mutate(&request.key(), decide).await?;
-    Ok(scale_of(r, &objects::object_of(written)))
+        parent_update(r, current, &scale, &manager).map_err(reject)
+    };
+    let parent = objects::write(state, request, options.dry_run, decide).await?;
+    Ok(scale_of(r, &parent))
 }
 
 /// The parent with the Scale's replicas, carrying the Scale's resourceVersion (if any) as the
 /// precondition of the write.
-fn parent_update(r: &ResourceType, current: &Value, scale: &Value) -> Result<Mutation, ApiStatus> {
+fn parent_update(
+    r: &ResourceType,
+    current: &Value,
+    scale: &Value,
+    manager: &Manager,
+) -> Result<Mutation, ApiStatus> {
     let name = meta::name(current).unwrap_or_default();
     if let Some(kind) = scale.get("kind").and_then(Value::as_str)
         && kind != "Scale"
@@ -160,7 +173,7 @@ fn parent_update(r: &ResourceType, current: &Value, scale: &Value) -> Result<Mut
             meta::metadata_mut(&mut parent).remove("resourceVersion");
         }
     }
-    objects::next_version(r, Part::Main, current, parent)
+    objects::next_version(r, Part::Main, current, parent, Some(manager))
 }
 
 #[cfg(test)]

@@ -1,0 +1,165 @@
+//! Generates the schema definitions from k8s-openapi's `JsonSchema` implementations.
+
+use super::patch_metadata;
+use crate::resource::{self, ResourceType};
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta_v1;
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+
+/// Every schema flotilla's API uses, by OpenAPI definition name, built once. Kinds carry
+/// `x-kubernetes-group-version-kind`, list fields their patch strategy and merge key, and each
+/// served kind has a `…List` definition beside it, as in Kubernetes' own document.
+pub fn definitions() -> &'static Map<String, Value> {
+    static DEFINITIONS: OnceLock<Map<String, Value>> = OnceLock::new();
+    DEFINITIONS.get_or_init(generate)
+}
+
+/// The definition name of a served kind, e.g. `io.k8s.api.apps.v1.Deployment`.
+pub fn definition_name(r: &ResourceType) -> Option<&'static str> {
+    KINDS
+        .iter()
+        .find(|(group, version, kind, _)| {
+            *group == r.group && *version == r.version && *kind == r.kind
+        })
+        .map(|(_, _, _, name)| *name)
+}
+
+/// Kinds with their definition names. Each must also be generated in [`generate`].
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    ("", "v1", "Namespace", "io.k8s.api.core.v1.Namespace"),
+    ("", "v1", "Pod", "io.k8s.api.core.v1.Pod"),
+    ("", "v1", "Node", "io.k8s.api.core.v1.Node"),
+    ("", "v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap"),
+    ("", "v1", "Event", "io.k8s.api.core.v1.Event"),
+    (
+        "",
+        "v1",
+        "ReplicationController",
+        "io.k8s.api.core.v1.ReplicationController",
+    ),
+    ("", "v1", "Binding", "io.k8s.api.core.v1.Binding"),
+    ("apps", "v1", "Deployment", "io.k8s.api.apps.v1.Deployment"),
+    ("apps", "v1", "ReplicaSet", "io.k8s.api.apps.v1.ReplicaSet"),
+    ("apps", "v1", "DaemonSet", "io.k8s.api.apps.v1.DaemonSet"),
+    ("batch", "v1", "Job", "io.k8s.api.batch.v1.Job"),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "io.k8s.api.coordination.v1.Lease",
+    ),
+    (
+        "autoscaling",
+        "v1",
+        "Scale",
+        "io.k8s.api.autoscaling.v1.Scale",
+    ),
+];
+
+fn generate() -> Map<String, Value> {
+    // draft-07 settings put definitions under `#/definitions/`, OpenAPI v2's place.
+    let mut generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    generator.subschema_for::<core::v1::Namespace>();
+    generator.subschema_for::<core::v1::Pod>();
+    generator.subschema_for::<core::v1::Node>();
+    generator.subschema_for::<core::v1::ConfigMap>();
+    generator.subschema_for::<core::v1::Event>();
+    generator.subschema_for::<core::v1::ReplicationController>();
+    generator.subschema_for::<core::v1::Binding>();
+    generator.subschema_for::<apps::v1::Deployment>();
+    generator.subschema_for::<apps::v1::ReplicaSet>();
+    generator.subschema_for::<apps::v1::DaemonSet>();
+    generator.subschema_for::<batch::v1::Job>();
+    generator.subschema_for::<coordination::v1::Lease>();
+    generator.subschema_for::<autoscaling::v1::Scale>();
+    generator.subschema_for::<meta_v1::Status>();
+    generator.subschema_for::<meta_v1::DeleteOptions>();
+    generator.subschema_for::<meta_v1::ListMeta>();
+    generator.subschema_for::<meta_v1::Patch>();
+    // Without transforms: OpenAPI v2 keeps `description` beside `$ref`, as Kubernetes does.
+    let mut definitions = generator.take_definitions(false);
+    for (group, version, kind, name) in KINDS {
+        let gvk = json!([{"group": group, "kind": kind, "version": version}]);
+        if let Some(Value::Object(schema)) = definitions.get_mut(*name) {
+            schema.insert("x-kubernetes-group-version-kind".into(), gvk);
+        }
+    }
+    for r in resource::RESOURCES {
+        if let Some(item) = definition_name(r) {
+            definitions.insert(format!("{item}List"), list_schema(r, item));
+        }
+    }
+    for (definition, property, extensions) in patch_metadata::EXTENSIONS {
+        let field = definitions
+            .get_mut(*definition)
+            .and_then(|schema| schema.pointer_mut(&format!("/properties/{property}")))
+            .and_then(Value::as_object_mut);
+        if let Some(field) = field {
+            for (key, value) in extensions.iter() {
+                field.insert((*key).into(), value.to_json());
+            }
+        }
+    }
+    definitions
+}
+
+/// The `…List` schema of a kind; k8s-openapi has one generic `List<T>` without a schema.
+fn list_schema(r: &ResourceType, item: &str) -> Value {
+    json!({
+        "description": format!("{}List is a list of {}.", r.kind, r.kind),
+        "type": "object",
+        "properties": {
+            "apiVersion": {"description": "APIVersion defines the versioned schema of this representation of an object.", "type": "string"},
+            "kind": {"description": "Kind is a string value representing the REST resource this object represents.", "type": "string"},
+            "metadata": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta", "description": "Standard list metadata."},
+            "items": {"description": format!("List of {}.", r.plural), "type": "array", "items": {"$ref": format!("#/definitions/{item}")}},
+        },
+        "required": ["items"],
+        "x-kubernetes-group-version-kind": [{"group": r.group, "kind": format!("{}List", r.kind), "version": r.version}],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_kind_has_a_definition_with_its_group_version_kind() {
+        for r in resource::RESOURCES {
+            let name = definition_name(r).unwrap_or_else(|| panic!("{} has no schema", r.kind));
+            let schema = &definitions()[name];
+            assert_eq!(
+                schema["x-kubernetes-group-version-kind"][0]["kind"], r.kind,
+                "{name}"
+            );
+            assert!(definitions().contains_key(&format!("{name}List")));
+        }
+    }
+
+    #[test]
+    fn references_resolve_within_the_definitions() {
+        fn check(value: &Value) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        let name = target.strip_prefix(super::super::REF_PREFIX).unwrap();
+                        assert!(definitions().contains_key(name), "dangling {target}");
+                    }
+                    map.values().for_each(check);
+                }
+                Value::Array(items) => items.iter().for_each(check),
+                _ => {}
+            }
+        }
+        definitions().values().for_each(check);
+    }
+
+    #[test]
+    fn containers_merge_by_name() {
+        let containers = &definitions()["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-list-type"], "map");
+    }
+}
