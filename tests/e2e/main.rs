@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod clients;
 mod deployments;
 mod durability;
 mod node_failure;

@@ -159,6 +159,75 @@ fn resumed_watches_see_objects_leave_their_selector_and_lists_go_back_in_time() 
     Ok(())
 }
 
+#[test]
+fn revisions_older_than_the_watch_history_are_gone() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(0, &["--watch-history", "5"])?;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let listed = cluster.http("GET", path, None)?.json();
+    let old = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 0..10 {
+        let body = format!(r#"{{"metadata":{{"name":"c{n}"}}}}"#);
+        let created = cluster.http("POST", path, Some(("application/json", &body)))?;
+        assert_eq!(created.status, 201, "{created:?}");
+    }
+
+    // As Kubernetes' watch cache does: the stream opens, then carries one ERROR event whose
+    // Status says 410 Expired, which is what client-go, kube-rs and the Python client relist on.
+    let watch = cluster.http(
+        "GET",
+        &format!("{path}?watch=1&resourceVersion={old}&timeoutSeconds=5"),
+        None,
+    )?;
+    assert_eq!(watch.status, 200);
+    let events: Vec<serde_json::Value> = watch
+        .body
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "ERROR");
+    let status = &events[0]["object"];
+    assert_eq!(
+        (
+            &status["kind"],
+            &status["status"],
+            &status["code"],
+            &status["reason"]
+        ),
+        (
+            &serde_json::json!("Status"),
+            &serde_json::json!("Failure"),
+            &serde_json::json!(410),
+            &serde_json::json!("Expired")
+        ),
+        "{status}"
+    );
+
+    // A list at that exact revision cannot be rebuilt either: an HTTP 410.
+    let list = cluster.http(
+        "GET",
+        &format!("{path}?resourceVersion={old}&resourceVersionMatch=Exact"),
+        None,
+    )?;
+    assert_eq!(list.status, 410, "{list:?}");
+    assert_eq!(list.json()["reason"], "Expired");
+
+    // Recent revisions still replay.
+    let last = cluster.http("GET", &format!("{path}/c9"), None)?.json();
+    let recent = last["metadata"]["resourceVersion"].as_str().unwrap();
+    let from = recent.parse::<u64>()? - 1;
+    let replay = cluster.http(
+        "GET",
+        &format!("{path}?watch=1&resourceVersion={from}&timeoutSeconds=1"),
+        None,
+    )?;
+    assert_eq!(event_types(&replay.body), ["ADDED"]);
+    Ok(())
+}
+
 /// The `type` of each event in a watch response body, in order.
 fn event_types(body: &str) -> Vec<String> {
     body.lines()

@@ -18,6 +18,7 @@ const LEGACY_JOB_NAME_LABEL: &str = "job-name";
 /// Applies the per-kind defaults of an object about to be stored.
 pub fn apply(kind: &str, object: &mut Value) {
     match kind {
+        "Namespace" => namespace(object),
         "Pod" => pod(object),
         "Deployment" => deployment(object),
         "ReplicaSet" => replica_set(object),
@@ -25,6 +26,36 @@ pub fn apply(kind: &str, object: &mut Value) {
         "DaemonSet" => daemon_set(object),
         "Job" => job(object),
         _ => {}
+    }
+}
+
+/// What the namespace strategy and defaulting give a new namespace in Kubernetes. Clients rely
+/// on them: the Python client reads `status.phase`, and `kubernetes.io/metadata.name` is what
+/// namespace selectors match a namespace by name with.
+fn namespace(namespace: &mut Value) {
+    let name = namespace["metadata"]["name"].clone();
+    let Some(namespace) = namespace.as_object_mut() else {
+        return;
+    };
+    if let Some(metadata) = namespace.get_mut("metadata").and_then(Value::as_object_mut)
+        && name.is_string()
+    {
+        // Always the name, as in Kubernetes: the label cannot be set to anything else.
+        ensure_map(metadata, "labels").insert("kubernetes.io/metadata.name".into(), name);
+    }
+    if let Some(spec) = namespace
+        .entry("spec")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
+        spec.entry("finalizers").or_insert(json!(["kubernetes"]));
+    }
+    if let Some(status) = namespace
+        .entry("status")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    {
+        status.entry("phase").or_insert(json!("Active"));
     }
 }
 
@@ -263,6 +294,18 @@ mod tests {
         assert_eq!(
             pod["spec"]["containers"][0]["imagePullPolicy"],
             "IfNotPresent"
+        );
+    }
+
+    #[test]
+    fn namespaces_are_active_and_labelled_with_their_name() {
+        let mut namespace = json!({"metadata": {"name": "team", "labels": {"kubernetes.io/metadata.name": "other"}}});
+        apply("Namespace", &mut namespace);
+        assert_eq!(namespace["status"]["phase"], "Active");
+        assert_eq!(namespace["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(
+            namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team"
         );
     }
 

@@ -125,6 +125,14 @@ pub async fn create(
         json!(flotilla_api::now_rfc3339()),
     );
     metadata.insert("generation".into(), json!(1));
+    if r.has_status()
+        && let Some(fields) = object.as_object_mut()
+    {
+        // Kubernetes' create strategies start every such object with a status (`{}` until a
+        // controller fills it), and typed clients read through it: the Python client's
+        // `deployment.status.ready_replicas` fails on a missing status.
+        fields.entry("status").or_insert_with(|| json!({}));
+    }
     defaults::apply(r.kind, &mut object);
     validation::validate(r, &object)?;
     if options.manager_named && object.pointer("/metadata/managedFields").is_none() {

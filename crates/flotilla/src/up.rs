@@ -20,6 +20,11 @@ pub struct UpArgs {
     /// Default: wasm-samples/modules, if it exists here.
     #[arg(long = "modules")]
     module_dirs: Vec<PathBuf>,
+    /// How many recent revisions the store keeps for watch replay. A watch (or a list at an
+    /// exact resourceVersion) from further back gets 410 Gone and the client lists again.
+    #[arg(long, value_name = "REVISIONS", default_value_t = flotilla_store::StoreConfig::default().history_window,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    watch_history: u64,
     #[command(flatten)]
     lifecycle: crate::controller_manager::NodeLifecycleArgs,
     #[command(flatten)]
@@ -79,7 +84,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
     let data_dir = std::path::absolute(&args.data_dir)?;
     let store_path = data_dir.join("store.redb");
-    let store = flotilla_store::Store::open(&store_path, Default::default())
+    let config = flotilla_store::StoreConfig {
+        history_window: args.watch_history,
+        ..Default::default()
+    };
+    let store = flotilla_store::Store::open(&store_path, config)
         .await
         .with_context(|| {
             format!(

@@ -133,6 +133,13 @@ impl Scheduler {
                 return;
             }
             let nodes = nodes.state();
+            // Checked before the pods are gathered: that costs O(pods) per pod, so a pass over
+            // 10,000 pods waiting with no node to go to (`--nodes 0`, or every node NotReady)
+            // kept a core busy every RETRY_UNSCHEDULABLE.
+            if !nodes.iter().any(|n| pick::schedulable(n)) {
+                tracing::debug!(pod = %pod.name_any(), "no node can take the pod yet");
+                return;
+            }
             let all_pods = pods.state();
             let Some(node) =
                 pick::best_node(&nodes, &all_pods, assumed.values().map(String::as_str))
