@@ -360,10 +360,22 @@ pub fn wait_until(
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
+    /// The header lines, as sent.
+    pub head: String,
     pub body: String,
 }
 
 impl HttpResponse {
+    /// The values of every header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Vec<&str> {
+        self.head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+            .collect()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -401,7 +413,11 @@ pub fn http(
     } else {
         rest.to_string()
     };
-    Ok(HttpResponse { status, body })
+    Ok(HttpResponse {
+        status,
+        head: head.to_string(),
+        body,
+    })
 }
 
 fn dechunk(mut rest: &str) -> String {

@@ -60,10 +60,7 @@ fn main() {
     // Warm the module cache, as a node that has run the module before would be.
     let mut warm = watch_pod(&cluster.server, "warm-up");
     flotilla_e2e::checked(
-        cluster.kubectl_with_input(
-            &["apply", "--validate=false", "-f", "-"],
-            Some(&manifest("warm-up")),
-        ),
+        cluster.kubectl_with_input(&["apply", "-f", "-"], Some(&manifest("warm-up"))),
         "apply",
     )
     .unwrap();
@@ -76,10 +73,7 @@ fn main() {
         let mut watch = watch_pod(&cluster.server, &name);
         let started = Instant::now();
         flotilla_e2e::checked(
-            cluster.kubectl_with_input(
-                &["apply", "--validate=false", "-f", "-"],
-                Some(&manifest(&name)),
-            ),
+            cluster.kubectl_with_input(&["apply", "-f", "-"], Some(&manifest(&name))),
             "apply",
         )
         .unwrap();

@@ -36,7 +36,7 @@ spec:
 
 fn apply(cluster: &Cluster, yaml: &str) -> Result<String> {
     flotilla_e2e::checked(
-        cluster.kubectl_with_input(&["apply", "--validate=false", "-f", "-"], Some(yaml)),
+        cluster.kubectl_with_input(&["apply", "-f", "-"], Some(yaml)),
         "kubectl apply",
     )
 }

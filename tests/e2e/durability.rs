@@ -19,12 +19,7 @@ fn acknowledged_writes_survive_sigkill() -> anyhow::Result<()> {
                 .to_string(),
         );
     }
-    cluster.kubectl_ok(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &crate::manifest("hello.yaml"),
-    ])?;
+    cluster.kubectl_ok(&["apply", "-f", &crate::manifest("hello.yaml")])?;
     cluster.wait_for_field("pod/hello", ".status.phase", "Succeeded", SETTLE)?;
     cluster.kill_and_restart(1)?;
 

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod deployments;
 mod durability;
+mod kubectl_apply;
 mod node_failure;
 mod nodes;
 mod pods;

@@ -7,7 +7,7 @@ use flotilla_e2e::Cluster;
 #[test]
 fn hello_pod_runs_to_success_and_its_logs_are_readable() -> anyhow::Result<()> {
     let cluster = Cluster::start(1)?;
-    let out = cluster.kubectl_ok(&["apply", "--validate=false", "-f", &manifest("hello.yaml")])?;
+    let out = cluster.kubectl_ok(&["apply", "-f", &manifest("hello.yaml")])?;
     assert_eq!(out.trim(), "pod/hello created");
     cluster.wait_for_field("pod/hello", ".status.phase", "Succeeded", SETTLE)?;
     assert_eq!(cluster.field("pod/hello", ".spec.nodeName"), "node-1");
@@ -72,12 +72,7 @@ fn hello_pod_runs_to_success_and_its_logs_are_readable() -> anyhow::Result<()> {
 #[test]
 fn a_failing_module_reports_its_exit_code() -> anyhow::Result<()> {
     let cluster = Cluster::start(1)?;
-    cluster.kubectl_ok(&[
-        "apply",
-        "--validate=false",
-        "-f",
-        &manifest("exit-code.yaml"),
-    ])?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("exit-code.yaml")])?;
     cluster.wait_for_field("pod/exit-code", ".status.phase", "Failed", SETTLE)?;
     assert_eq!(
         cluster.field(
@@ -135,7 +130,7 @@ spec:
 #[test]
 fn a_long_running_pod_runs_until_deleted() -> anyhow::Result<()> {
     let cluster = Cluster::start(1)?;
-    cluster.kubectl_ok(&["apply", "--validate=false", "-f", &manifest("ticker.yaml")])?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("ticker.yaml")])?;
     cluster.wait_for_field("pod/ticker", ".status.phase", "Running", SETTLE)?;
     cluster.wait_for_field(
         "pod/ticker",
@@ -153,7 +148,7 @@ fn a_long_running_pod_runs_until_deleted() -> anyhow::Result<()> {
 
 pub fn checked_apply(cluster: &Cluster, yaml: &str) -> anyhow::Result<String> {
     flotilla_e2e::checked(
-        cluster.kubectl_with_input(&["apply", "--validate=false", "-f", "-"], Some(yaml)),
+        cluster.kubectl_with_input(&["apply", "-f", "-"], Some(yaml)),
         "kubectl apply",
     )
 }

@@ -114,12 +114,21 @@ impl ApiStatus {
     }
 
     /// A patch that cannot be applied to the object as it stands.
+    /// The reason is also given as a cause on the field `patch`, which is what older kubectl
+    /// prints for an `Invalid` status.
     pub fn invalid_patch(message: impl Into<String>) -> Self {
-        Self::new(
+        let message = message.into();
+        let mut status = Self::new(
             422,
             "Invalid",
-            format!("the patch could not be applied: {}", message.into()),
-        )
+            format!("the patch could not be applied: {message}"),
+        );
+        status.causes = vec![Cause {
+            reason: "FieldValueInvalid",
+            message,
+            field: "patch".into(),
+        }];
+        status
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
