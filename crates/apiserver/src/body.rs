@@ -38,6 +38,14 @@ pub fn content_type(headers: &HeaderMap) -> String {
 
 /// Decodes a JSON or YAML object; anything else, or malformed input, is a 400.
 pub fn decode_object(bytes: &[u8], media_type: &str) -> Result<Value> {
+    if media_type == "application/vnd.kubernetes.protobuf" {
+        return crate::protobuf_body::decode(bytes);
+    }
+    if media_type.contains("protobuf") || media_type.contains("cbor") {
+        return Err(ApiError(ApiStatus::unsupported_media_type(format!(
+            "{media_type} is not supported; send application/json or application/yaml"
+        ))));
+    }
     let value: Value = if media_type.contains("yaml") {
         serde_yaml::from_slice(bytes).map_err(|e| {
             ApiError(ApiStatus::bad_request(format!(

@@ -29,6 +29,7 @@ mod openapi;
 mod patching;
 mod path;
 mod propagation;
+mod protobuf_body;
 mod rest;
 mod scale;
 mod table;
