@@ -52,6 +52,8 @@ struct Inner {
     store: Store,
     token: Option<String>,
     http: logs::NodeClient,
+    /// How often a watch that allows bookmarks gets one (Kubernetes: about a minute).
+    bookmark_interval: std::time::Duration,
 }
 
 impl ApiState {
@@ -63,8 +65,17 @@ impl ApiState {
                 store,
                 token,
                 http: logs::NodeClient::new(),
+                bookmark_interval: std::time::Duration::from_secs(60),
             }),
         }
+    }
+
+    /// Sets how often watches that allow bookmarks get one; call before serving.
+    pub fn with_bookmark_interval(mut self, every: std::time::Duration) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("the state is configured before it is shared")
+            .bookmark_interval = every;
+        self
     }
 
     pub fn store(&self) -> &Store {

@@ -78,27 +78,65 @@ pub async fn serve(
         query: query.clone(),
     };
     let mut opening: Vec<Bytes> = initial.iter().map(|o| view.encode("ADDED", o)).collect();
-    if send_initial
-        && query
-            .get("allowWatchBookmarks")
-            .is_some_and(|v| v == "true")
-    {
-        opening.push(encode("BOOKMARK", &bookmark(request.resource, from)));
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
+    if send_initial && bookmarks {
+        opening.push(encode("BOOKMARK", &bookmark(request.resource, from, true)));
     }
-    let events = live
-        .map(move |item| match item {
-            Ok(event) => view.transition(&event),
-            Err(error) => {
-                tracing::info!(%error, "ending a watch that fell behind");
-                let status = ApiStatus::gone(format!("the watch fell behind the event stream ({error}); watch again from a newer resourceVersion"));
-                Some(encode("ERROR", &status.to_json()))
-            }
-        })
-        .filter_map(futures::future::ready)
-        .take_until(tokio::time::sleep(timeout));
+    let every = bookmarks.then_some(state.inner.bookmark_interval);
+    let events = with_bookmarks(live, view, every).take_until(tokio::time::sleep(timeout));
     Ok(stream_response(
         futures::stream::iter(opening).chain(events).boxed(),
     ))
+}
+
+/// The watch's events as lines, with a `BOOKMARK` carrying the revision the watch has caught
+/// up to every `every` (when the client allows them), so that a client's resourceVersion keeps
+/// up with the store even when nothing it watches changes.
+fn with_bookmarks(
+    live: flotilla_store::WatchStream,
+    view: View,
+    every: Option<Duration>,
+) -> impl futures::Stream<Item = Bytes> + Send {
+    let ticks = every.map(|every| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    futures::stream::unfold(
+        (live, view, ticks, 0u64),
+        |(mut live, view, mut ticks, mut last_bookmark)| async move {
+            loop {
+                let tick = async {
+                    match ticks.as_mut() {
+                        Some(ticks) => ticks.tick().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let line = tokio::select! {
+                    item = live.next() => match item? {
+                        Ok(event) => view.transition(&event),
+                        Err(error) => {
+                            tracing::info!(%error, "ending a watch that fell behind");
+                            let status = ApiStatus::gone(format!("the watch fell behind the event stream ({error}); watch again from a newer resourceVersion"));
+                            Some(encode("ERROR", &status.to_json()))
+                        }
+                    },
+                    _ = tick => {
+                        let progress = live.progress();
+                        (progress > last_bookmark).then(|| {
+                            last_bookmark = progress;
+                            encode("BOOKMARK", &bookmark(view.resource, progress, false))
+                        })
+                    }
+                };
+                if let Some(line) = line {
+                    return Some((line, (live, view, ticks, last_bookmark)));
+                }
+            }
+        },
+    )
 }
 
 /// What one watcher sees: an object entering its selector reads as `ADDED`, one leaving it as
@@ -146,15 +184,14 @@ impl View {
     }
 }
 
-fn bookmark(resource: &ResourceType, revision: u64) -> Value {
-    json!({
-        "kind": resource.kind,
-        "apiVersion": resource.api_version(),
-        "metadata": {
-            "resourceVersion": revision.to_string(),
-            "annotations": {"k8s.io/initial-events-end": "true"},
-        },
-    })
+/// A bookmark: an object of the watched kind with only a resourceVersion (and, closing the
+/// initial events of `sendInitialEvents`, the annotation that says so).
+fn bookmark(resource: &ResourceType, revision: u64, initial_events_end: bool) -> Value {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": metadata})
 }
 
 fn encode(kind: &str, object: &Value) -> Bytes {

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
@@ -61,6 +62,17 @@ pub struct Event {
 /// (fell behind history compaction while replaying) or [`Error::Closed`] (store shut down).
 pub struct WatchStream {
     inner: Pin<Box<dyn Stream<Item = Result<Event>> + Send>>,
+    progress: Arc<AtomicU64>,
+}
+
+impl WatchStream {
+    /// Every revision up to this one has been handed out by this stream or did not concern
+    /// it: a watcher that has consumed everything yielded so far is current at this revision.
+    /// This is what a Kubernetes watch bookmark reports; it advances with writes under other
+    /// prefixes too, so a quiet watch's resourceVersion does not fall behind compaction.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Acquire)
+    }
 }
 
 impl Stream for WatchStream {
@@ -86,7 +98,9 @@ pub(crate) async fn start(
     prefix: &str,
     from_revision: u64,
 ) -> Result<WatchStream> {
+    let progress = Arc::new(AtomicU64::new(from_revision));
     let mut watcher = Watcher {
+        progress: progress.clone(),
         prefix: prefix.into(),
         // Weak, so that a forgotten watch stream does not keep the database file open after
         // the store is closed.
@@ -104,10 +118,13 @@ pub(crate) async fn start(
     });
     Ok(WatchStream {
         inner: Box::pin(inner),
+        progress,
     })
 }
 
 struct Watcher {
+    /// Shared with the [`WatchStream`]: see [`WatchStream::progress`].
+    progress: Arc<AtomicU64>,
     prefix: Arc<str>,
     db: Weak<Database>,
     live: broadcast::Receiver<Arc<Event>>,
@@ -124,6 +141,7 @@ impl Watcher {
     async fn next(&mut self) -> Option<Result<Event>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
+                self.publish_progress();
                 return Some(Ok(event));
             }
             if self.finished {
@@ -142,6 +160,7 @@ impl Watcher {
                 }
                 Ok(event) => {
                     self.cursor = event.revision;
+                    self.publish_progress();
                     if event.key.starts_with(&*self.prefix) {
                         return Some(Ok(Arc::unwrap_or_clone(event)));
                     }
@@ -152,6 +171,15 @@ impl Watcher {
                 Err(broadcast::error::RecvError::Closed) => return self.finish(Error::Closed),
             }
         }
+    }
+
+    /// Everything before the next pending event, or up to the cursor, is handed out.
+    fn publish_progress(&self) {
+        let handed_out = match self.pending.front() {
+            Some(next) => next.revision - 1,
+            None => self.cursor,
+        };
+        self.progress.store(handed_out, Ordering::Release);
     }
 
     fn finish(&mut self, error: Error) -> Option<Result<Event>> {
@@ -171,6 +199,7 @@ impl Watcher {
         self.cursor = chunk.cursor;
         self.pending.extend(chunk.events);
         self.replaying = !chunk.at_end;
+        self.publish_progress();
         Ok(())
     }
 }

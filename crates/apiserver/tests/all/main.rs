@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
+mod bookmarks;
 mod workloads;
 
 async fn router(token: Option<&str>) -> (tempfile::TempDir, axum::Router) {
