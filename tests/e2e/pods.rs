@@ -199,3 +199,132 @@ fn an_exited_container_restarts_with_back_off_and_keeps_its_previous_log() -> an
     );
     Ok(())
 }
+
+/// `2026-11-23T16:07:40.135919881Z text` → the time and the text, if the line starts as
+/// `kubectl logs --timestamps` lines do: `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z `.
+fn split_timestamp(line: &str) -> Option<(k8s_openapi::jiff::Timestamp, &str)> {
+    let (time, text) = line.split_once(' ')?;
+    let shape = "dddd-dd-ddTdd:dd:dd.";
+    let (head, fraction) = time.split_at_checked(shape.len())?;
+    let head_matches = head.bytes().zip(shape.bytes()).all(|(b, s)| match s {
+        b'd' => b.is_ascii_digit(),
+        _ => b == s,
+    });
+    let digits = fraction.strip_suffix('Z')?;
+    if !head_matches || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((time.parse().ok()?, text))
+}
+
+#[test]
+fn logs_show_timestamps_and_honour_since_tail_and_limit() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    let started = k8s_openapi::jiff::Timestamp::now();
+    cluster.kubectl_ok(&["apply", "--validate=false", "-f", &manifest("hello.yaml")])?;
+    cluster.wait_for_field("pod/hello", ".status.phase", "Succeeded", SETTLE)?;
+    let expected = [
+        "Hello from flotilla!",
+        "This line also goes to stdout.",
+        "And this one goes to stderr.",
+    ];
+
+    let plain = cluster.kubectl_ok(&["logs", "hello"])?;
+    assert_eq!(plain.lines().collect::<Vec<_>>(), expected);
+
+    let stamped = cluster.kubectl_ok(&["logs", "hello", "--timestamps"])?;
+    let lines: Vec<_> = stamped
+        .lines()
+        .map(|line| split_timestamp(line).unwrap_or_else(|| panic!("no timestamp: {line:?}")))
+        .collect();
+    assert_eq!(
+        lines.iter().map(|(_, text)| *text).collect::<Vec<_>>(),
+        expected
+    );
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for pair in lines.windows(2) {
+        assert!(pair[0].0 <= pair[1].0, "timestamps go back: {stamped}");
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|(time, _)| started <= *time && *time <= now),
+        "timestamps are not from the run ({started} to {now}): {stamped}"
+    );
+
+    assert_eq!(cluster.kubectl_ok(&["logs", "hello", "--since=1h"])?, plain);
+    assert_eq!(
+        cluster.kubectl_ok(&["logs", "hello", "--since-time=2000-01-01T00:00:00Z"])?,
+        plain
+    );
+    assert_eq!(
+        cluster.kubectl_ok(&["logs", "hello", "--since-time=2999-01-01T00:00:00Z"])?,
+        ""
+    );
+    assert_eq!(
+        cluster.kubectl_ok(&["logs", "hello", "--tail=1"])?,
+        "And this one goes to stderr.\n"
+    );
+    let last = cluster.kubectl_ok(&["logs", "hello", "--tail=1", "--timestamps", "--since=1h"])?;
+    assert_eq!(
+        split_timestamp(last.trim_end()).map(|(_, text)| text),
+        Some(expected[2]),
+        "{last}"
+    );
+    assert_eq!(
+        cluster.kubectl_ok(&["logs", "hello", "--limit-bytes=5"])?,
+        "Hello"
+    );
+
+    // A followed log gets timestamps too, line by line as the guest writes them.
+    let module = flotilla_e2e::modules_dir().join("ticker.wasm");
+    checked_apply(
+        &cluster,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: ticks}}\nspec: {{restartPolicy: Never, containers: [{{name: c, image: \"file://{}\", args: [\"200\", \"4\"]}}]}}\n",
+            module.display()
+        ),
+    )?;
+    cluster.wait_for_field("pod/ticks", ".status.phase", "Running", SETTLE)?;
+    let followed = cluster.kubectl_ok(&["logs", "-f", "ticks", "--timestamps", "--since=1h"])?;
+    let texts: Vec<&str> = followed
+        .lines()
+        .map(|line| split_timestamp(line).map_or(line, |(_, text)| text))
+        .collect();
+    assert_eq!(
+        texts,
+        ["tick 1", "tick 2", "tick 3", "tick 4"],
+        "{followed}"
+    );
+    assert!(
+        followed.lines().all(|line| split_timestamp(line).is_some()),
+        "{followed}"
+    );
+
+    // Values Kubernetes would refuse are refused with a 400 that names them.
+    for (query, named) in [
+        ("sinceSeconds=0", "sinceSeconds"),
+        ("tailLines=many", "tailLines"),
+        ("sinceTime=yesterday", "sinceTime"),
+        (
+            "sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z",
+            "at most one",
+        ),
+    ] {
+        let response = cluster.http(
+            "GET",
+            &format!("/api/v1/namespaces/default/pods/hello/log?{query}"),
+            None,
+        )?;
+        assert_eq!(response.status, 400, "{query}: {response:?}");
+        let status = response.json();
+        assert_eq!(status["reason"], "BadRequest", "{query}: {status}");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(named)),
+            "{query}: {status}"
+        );
+    }
+    Ok(())
+}

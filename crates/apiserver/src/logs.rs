@@ -1,5 +1,8 @@
 //! `pods/{name}/log`: the apiserver finds the pod's node and streams the container's log from
 //! that node agent's log endpoint, as the Kubernetes apiserver proxies to the kubelet.
+//!
+//! The `PodLogOptions` query parameters are checked here, so that a bad value is a 400 Status
+//! naming the parameter, and forwarded to the node in a form it need not check again.
 
 use crate::ApiState;
 use crate::error::{ApiError, Result};
@@ -30,6 +33,7 @@ impl NodeClient {
 pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -> Result<Response> {
     let namespace = request.key_namespace();
     let name = request.name.as_deref().unwrap_or_default();
+    let options = log_options(query, name)?;
     let pod = state
         .store()
         .get(&request.key())
@@ -52,19 +56,10 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
             "node {node_name} publishes no log endpoint (status.addresses / daemonEndpoints); is its node agent running?"
         )))
     })?;
-    let mut forwarded: Vec<String> = Vec::new();
-    for key in [
-        "follow",
-        "tailLines",
-        "timestamps",
-        "previous",
-        "limitBytes",
-        "sinceSeconds",
-    ] {
-        if let Some(value) = query.get(key) {
-            forwarded.push(format!("{key}={}", urlencode(value)));
-        }
-    }
+    let forwarded: Vec<String> = options
+        .iter()
+        .map(|(key, value)| format!("{key}={}", urlencode(value)))
+        .collect();
     let uri = format!(
         "http://{endpoint}/containerLogs/{namespace}/{name}/{container}?{}",
         forwarded.join("&")
@@ -90,7 +85,9 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
             .unwrap_or_default();
         let message = String::from_utf8_lossy(&bytes).trim().to_string();
         return Err(ApiError(match status.as_u16() {
-            404 => ApiStatus::bad_request(message),
+            // 400: the node agent refused a value `log_options` let through; it is still the
+            // caller's value, not a server fault.
+            400 | 404 => ApiStatus::bad_request(message),
             _ => ApiStatus::internal(format!("the node agent answered {status}: {message}")),
         }));
     }
@@ -101,6 +98,74 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Checks the log options in `query` as Kubernetes checks `PodLogOptions`, and returns them as
+/// the node agent takes them (booleans as `true`/`false`, `sinceTime` in UTC). Clients spell
+/// booleans as Go parses them: the Python client sends `True`.
+fn log_options(query: &Query, pod: &str) -> Result<Vec<(&'static str, String)>> {
+    let invalid = |message: String| {
+        ApiError(ApiStatus::bad_request(format!(
+            "PodLogOptions \"{pod}\" is invalid: {message}"
+        )))
+    };
+    let mut options = Vec::new();
+    for key in ["follow", "previous", "timestamps"] {
+        if let Some(value) = query.get(key) {
+            let flag = parse_bool(value).ok_or_else(|| {
+                invalid(format!(
+                    "{key}: Invalid value: {value:?}: must be true or false"
+                ))
+            })?;
+            options.push((key, flag.to_string()));
+        }
+    }
+    // (parameter, smallest allowed value)
+    for (key, min) in [("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1)] {
+        if let Some(value) = query.get(key) {
+            let number: i64 = value.parse().map_err(|_| {
+                invalid(format!(
+                    "{key}: Invalid value: {value:?}: must be a whole number"
+                ))
+            })?;
+            if number < min {
+                let bound = if min == 0 {
+                    "greater than or equal to 0"
+                } else {
+                    "greater than 0"
+                };
+                return Err(invalid(format!(
+                    "{key}: Invalid value: {number}: must be {bound}"
+                )));
+            }
+            options.push((key, number.to_string()));
+        }
+    }
+    if let Some(value) = query.get("sinceTime") {
+        if query.contains_key("sinceSeconds") {
+            return Err(invalid(
+                "at most one of `sinceTime` or `sinceSeconds` may be specified".into(),
+            ));
+        }
+        let time: jiff::Timestamp = value.parse().map_err(|_| {
+            invalid(format!(
+                "sinceTime: Invalid value: {value:?}: must be an RFC 3339 time such as \
+                 2026-11-23T16:07:40Z"
+            ))
+        })?;
+        options.push(("sinceTime", time.to_string()));
+    }
+    Ok(options)
+}
+
+/// A boolean query parameter, spelled as Go's `strconv.ParseBool` accepts it (Kubernetes
+/// decodes query parameters with it).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> {
@@ -143,4 +208,73 @@ fn urlencode(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> Result<Vec<(&'static str, String)>> {
+        let query: Query = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        log_options(&query, "hello")
+    }
+
+    fn refusal(pairs: &[(&str, &str)]) -> String {
+        match options(pairs) {
+            Ok(options) => panic!("{pairs:?} was accepted as {options:?}"),
+            Err(ApiError(status)) => {
+                let status = status.to_json();
+                assert_eq!(status["code"], 400, "{status}");
+                assert_eq!(status["reason"], "BadRequest", "{status}");
+                status["message"].as_str().unwrap().to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn log_options_are_checked_and_normalised_for_the_node() {
+        let mut forwarded = options(&[
+            ("follow", "1"),
+            ("timestamps", "True"),
+            ("tailLines", "0"),
+            ("limitBytes", "100"),
+            ("sinceTime", "2026-11-23T17:07:40+01:00"),
+            ("container", "c"),
+        ])
+        .unwrap();
+        forwarded.sort();
+        assert_eq!(
+            forwarded,
+            [
+                ("follow", "true".to_string()),
+                ("limitBytes", "100".into()),
+                ("sinceTime", "2026-11-23T16:07:40Z".into()),
+                ("tailLines", "0".into()),
+                ("timestamps", "true".into()),
+            ]
+        );
+        assert_eq!(
+            options(&[("sinceSeconds", "3600")]).unwrap(),
+            [("sinceSeconds", "3600".to_string())]
+        );
+    }
+
+    #[test]
+    fn bad_log_options_are_400_naming_the_parameter() {
+        assert_eq!(
+            refusal(&[("sinceSeconds", "0")]),
+            "PodLogOptions \"hello\" is invalid: sinceSeconds: Invalid value: 0: must be greater than 0"
+        );
+        assert!(refusal(&[("tailLines", "-1")]).contains("tailLines: Invalid value: -1"));
+        assert!(refusal(&[("limitBytes", "lots")]).contains("limitBytes: Invalid value: \"lots\""));
+        assert!(refusal(&[("timestamps", "yes")]).contains("timestamps"));
+        assert!(refusal(&[("sinceTime", "yesterday")]).contains("RFC 3339"));
+        assert!(
+            refusal(&[("sinceTime", "2026-11-23T16:07:40Z"), ("sinceSeconds", "5")])
+                .contains("at most one of")
+        );
+    }
 }

@@ -5,8 +5,9 @@
 //! it (one list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that
 //! resolves its modules, runs every container in wasmtime ([`runtime`]) with only its declared
 //! args and env, restarts them as `restartPolicy` says, and reports status through the API. What
-//! the guests write to stdout and stderr goes to per-container log files that the apiserver
-//! reads through this agent's log endpoint (`/containerLogs/...`), as it does from a kubelet.
+//! the guests write to stdout and stderr goes to per-container log files, one timestamped record
+//! per line ([`log_file`]), that the apiserver reads through this agent's log endpoint
+//! (`/containerLogs/...`), as it does from a kubelet.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
@@ -17,6 +18,7 @@
 
 mod images;
 mod lease;
+pub mod log_file;
 mod logs;
 mod pod;
 mod quantity;

@@ -35,8 +35,9 @@
 //! - **One engine, one linker.** Every pod on the node shares one [`Engine`] and one WASI
 //!   [`Linker`]; each run gets its own [`Store`] and WASI context, so pods share nothing at run
 //!   time. The WASI context is built from the [`RunSpec`] alone: the guest sees its declared
-//!   args and env, an empty stdin, stdout and stderr going to its log file, and no host files,
-//!   host environment or network.
+//!   args and env, an empty stdin, stdout and stderr going to its log file (one timestamped
+//!   record per line, see [`crate::log_file`]), and no host files, host environment or
+//!   network.
 //! - **Compile once.** Compiled modules are cached in memory by the digest of their bytes, as
 //!   [`InstancePre`]s, so starting another pod of the same image only instantiates.
 //!   Concurrent `prepare` calls for the same bytes share one compilation. The cache is not
@@ -76,7 +77,6 @@ use wasmtime::{
     Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, WasmBacktrace,
     WasmBacktraceDetails,
 };
-use wasmtime_wasi::cli::OutputFile;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
@@ -160,8 +160,9 @@ pub struct RunSpec {
     pub args: Vec<String>,
     /// The complete environment the guest sees; nothing is inherited from the host.
     pub env: Vec<(String, String)>,
-    /// The container's log file; the guest's stdout and stderr are both appended to it, in
-    /// the order they are written. Open it in append mode.
+    /// The container's log file; the guest's stdout and stderr are both appended to it as
+    /// timestamped records, one per line ([`crate::log_file`]), in the order the lines are
+    /// written. Open it in append mode.
     pub stdout: std::fs::File,
     /// Cap on the guest's linear memory, in bytes. A `memory.grow` past it fails, which for
     /// most guests ends in [`ExitOutcome::OutOfMemory`]. `None` leaves only Wasm's own limit.
@@ -370,12 +371,12 @@ impl Runtime {
             memory_limit_bytes,
         } = spec;
 
-        // One `OutputFile` (an `Arc<File>`) serves both streams: they share the file's append
-        // position, and a pod costs one file descriptor for its log rather than two.
-        let log = OutputFile::new(stdout);
+        // Both streams share one writer and its file: records keep the order of the guest's
+        // lines, and a pod costs one file descriptor for its log rather than two.
+        let (stdout, stderr) = crate::log_file::log_streams(stdout);
         let wasi = WasiCtxBuilder::new()
-            .stdout(log.clone())
-            .stderr(log)
+            .stdout(stdout)
+            .stderr(stderr)
             .arg(&program_name)
             .args(&args)
             .envs(&env)

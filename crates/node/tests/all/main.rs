@@ -52,7 +52,13 @@ impl Log {
             .expect("open log file")
     }
 
+    /// What the guest wrote, as `kubectl logs` shows it: the text of the log's records.
     pub fn contents(&self) -> String {
-        std::fs::read_to_string(&self.path).unwrap_or_default()
+        String::from_utf8(flotilla_node::log_file::plain_text(&self.records())).unwrap()
+    }
+
+    /// The log file as stored: one timestamped record per line.
+    pub fn records(&self) -> Vec<u8> {
+        std::fs::read(&self.path).unwrap_or_default()
     }
 }

@@ -47,6 +47,52 @@ async fn hello_writes_stdout_and_stderr_to_the_log_and_exits_0() {
 }
 
 #[tokio::test]
+async fn every_line_is_stored_as_a_record_with_its_time_and_stream() {
+    use flotilla_node::log_file::{Record, Stream, parse};
+    let runtime = Runtime::new().unwrap();
+    let hello = prepare(&runtime, "hello").await;
+    let log = Log::new();
+    let before = jiff::Timestamp::now();
+
+    runtime.run(&hello, spec("hello", &[], &log)).await;
+
+    let after = jiff::Timestamp::now();
+    let raw = log.records();
+    let records: Vec<Record> = raw
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(parse)
+        .collect();
+    let summary: Vec<(Stream, bool, &[u8])> = records
+        .iter()
+        .map(|record| match *record {
+            Record::Stamped {
+                time,
+                stream,
+                partial,
+                text,
+            } => {
+                let time: jiff::Timestamp = std::str::from_utf8(time).unwrap().parse().unwrap();
+                assert!(
+                    before <= time && time <= after,
+                    "{time} is not the time of the run"
+                );
+                (stream, partial, text)
+            }
+            Record::Bare(line) => panic!("a line without a timestamp: {line:?}"),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Stream::Stdout, false, &b"Hello from flotilla!"[..]),
+            (Stream::Stdout, false, b"This line also goes to stdout."),
+            (Stream::Stderr, false, b"And this one goes to stderr."),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn each_run_is_a_fresh_instance_and_appends_to_the_log() {
     let runtime = Runtime::new().unwrap();
     let hello = prepare(&runtime, "hello").await;
