@@ -17,6 +17,24 @@ use std::time::Duration;
 /// Pods one node agent offers to run: Wasm instances are small, so far more than a kubelet's 110.
 const POD_CAPACITY: &str = "10000";
 
+/// The machine's memory as a quantity (`MemTotal` of `/proc/meminfo`), what the kubelet
+/// reports as capacity; 16Gi where the machine does not say.
+fn machine_memory() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .as_deref()
+        .and_then(mem_total_kib)
+        .map_or_else(|| "16Gi".to_string(), |kib| format!("{kib}Ki"))
+}
+
+/// `MemTotal` in KiB from the text of `/proc/meminfo`.
+fn mem_total_kib(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// The Node's status; `ready_since` is when it last became Ready (the agent's start), which a
 /// heartbeat must not move.
 fn status(log_address: SocketAddr, ready_since: jiff::Timestamp) -> NodeStatus {
@@ -28,7 +46,7 @@ fn status(log_address: SocketAddr, ready_since: jiff::Timestamp) -> NodeStatus {
                 .map_or(1, |n| n.get())
                 .to_string(),
         ),
-        ("memory", "16Gi".to_string()),
+        ("memory", machine_memory()),
         ("pods", POD_CAPACITY.to_string()),
     ]
     .into_iter()
@@ -138,5 +156,17 @@ pub async fn heartbeat(
         if let Err(error) = post_status(&nodes, &name, log_address, ready_since).await {
             tracing::warn!(node = %name, %error, "heartbeat failed; will retry");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mem_total_from_meminfo() {
+        let meminfo = "MemTotal:       24567896 kB\nMemFree:         1234 kB\n";
+        assert_eq!(mem_total_kib(meminfo), Some(24_567_896));
+        assert_eq!(mem_total_kib("nonsense"), None);
     }
 }
