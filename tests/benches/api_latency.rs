@@ -7,11 +7,10 @@
 //!
 //! cargo bench -p flotilla-e2e --bench api_latency
 
-use bytes::Bytes;
+mod common;
+
+use common::{Connection, ms, percentile};
 use flotilla_e2e::Cluster;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use std::time::{Duration, Instant};
 
 const PODS: usize = 10_000;
@@ -27,53 +26,6 @@ const LIST_RUNS: usize = 5;
 const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 const PODS_PATH: &str = "/api/v1/namespaces/default/pods";
 
-/// One keep-alive HTTP/1.1 connection to the API server.
-struct Connection(SendRequest<Full<Bytes>>);
-
-impl Connection {
-    async fn open(server: &str) -> Connection {
-        let stream = tokio::net::TcpStream::connect(server)
-            .await
-            .expect("connect");
-        stream.set_nodelay(true).unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP handshake");
-        tokio::spawn(connection);
-        Connection(sender)
-    }
-
-    /// Sends one request and reads the whole response: its status and body.
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> (u16, Bytes) {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "flotilla");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .unwrap();
-        self.0.ready().await.expect("connection ready");
-        let response = self.0.send_request(request).await.expect("response");
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, body)
-    }
-}
-
 fn pod(n: usize) -> String {
     serde_json::json!({
         "apiVersion": "v1",
@@ -82,14 +34,6 @@ fn pod(n: usize) -> String {
         "spec": {"containers": [{"name": "hello", "image": "hello"}]},
     })
     .to_string()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 /// Creates the pods over `CREATORS` connections at once; returns how long it took.

@@ -5,6 +5,9 @@
 //!
 //! cargo bench -p flotilla-e2e --bench pod_startup
 
+mod common;
+
+use common::percentile;
 use flotilla_e2e::Cluster;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -49,10 +52,6 @@ fn manifest(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{restartPolicy: Never, containers: [{{name: hello, image: hello}}]}}\n"
     )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
