@@ -142,3 +142,107 @@ fn missing_or_non_wasm_modules_are_reported_and_the_cluster_carries_on() -> anyh
     cluster.wait_for_field("pod/still-works", ".status.phase", "Succeeded", SETTLE)?;
     Ok(())
 }
+
+#[test]
+fn bad_patches_applies_and_parameters_get_a_status_saying_why() -> anyhow::Result<()> {
+    let cluster = Cluster::start(0)?;
+    let config_maps = "/api/v1/namespaces/default/configmaps";
+    let created = cluster.http(
+        "POST",
+        config_maps,
+        Some((
+            "application/json",
+            r#"{"metadata":{"name":"c"},"data":{"a":"b"}}"#,
+        )),
+    )?;
+    assert_eq!(created.status, 201, "{created:?}");
+    let one = format!("{config_maps}/c");
+    let cases: [(&str, String, &str, &str, u16, &str); 8] = [
+        // Server-side apply needs to know who applies.
+        (
+            "PATCH",
+            one.clone(),
+            "application/apply-patch+yaml",
+            "data: {a: z}",
+            400,
+            "fieldManager",
+        ),
+        (
+            "PATCH",
+            format!("{one}?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "data: [unclosed",
+            400,
+            "YAML",
+        ),
+        (
+            "PATCH",
+            format!("{one}?fieldManager=m"),
+            "application/apply-patch+yaml",
+            "- a list",
+            400,
+            "mapping",
+        ),
+        (
+            "PATCH",
+            one.clone(),
+            "application/strategic-merge-patch+json",
+            r#"{"metadata":{"finalizers":[{"$patch":"x"}]}}"#,
+            422,
+            "finalizers",
+        ),
+        (
+            "PATCH",
+            one.clone(),
+            "application/xml",
+            "<a/>",
+            415,
+            "application/xml",
+        ),
+        (
+            "PATCH",
+            format!("{one}?dryRun=Sometimes"),
+            "application/merge-patch+json",
+            "{}",
+            400,
+            "dryRun",
+        ),
+        (
+            "PATCH",
+            format!("{one}?fieldValidation=Loose"),
+            "application/merge-patch+json",
+            "{}",
+            400,
+            "fieldValidation",
+        ),
+        (
+            "POST",
+            config_maps.to_string(),
+            "application/vnd.kubernetes.protobuf",
+            "not protobuf",
+            400,
+            "protobuf",
+        ),
+    ];
+    for (method, path, content_type, body, code, mentions) in cases {
+        let response = cluster.http(method, &path, Some((content_type, body)))?;
+        assert_eq!(
+            response.status, code,
+            "{method} {path} {body}: {response:?}"
+        );
+        let status = response.json();
+        assert_eq!(status["kind"], "Status", "{response:?}");
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(message.contains(mentions), "{mentions} in {message}");
+    }
+    // None of it changed the object.
+    let after = cluster.http("GET", &one, None)?.json();
+    assert_eq!(after["data"]["a"], "b");
+    assert_eq!(
+        cluster
+            .http("GET", "/openapi/v3/apis/nope/v1", None)?
+            .status,
+        404
+    );
+    Ok(())
+}
