@@ -1,7 +1,9 @@
 //! One supervisor per pod: every container runs its own loop — pull the module (with
 //! `ErrImagePull`/`ImagePullBackOff` back-off), run it, record how it ended, restart it as
 //! `restartPolicy` says (with `CrashLoopBackOff` back-off) — while a reporter publishes the
-//! pod's status whenever it changes, coalescing bursts into one write.
+//! pod's status whenever it changes, coalescing bursts into one write. A pod with
+//! `activeDeadlineSeconds` is stopped as a whole once that much time has passed since its
+//! start, and marked `Failed` with reason `DeadlineExceeded`, as the kubelet does.
 
 use crate::images::Resolver;
 use crate::logs::LogStore;

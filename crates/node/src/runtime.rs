@@ -58,6 +58,9 @@
 //!   on-demand allocator maps each instance's memory when it starts (tens of microseconds,
 //!   small next to the rest of a pod start) and only touched pages become resident, which
 //!   keeps idle pods cheap (see `benches/runtime_bench.rs`).
+//! - **Node-wide caps.** [`Limits`] hold for every pod whatever its spec says: linear memory
+//!   (a pod's own memory limit applies when lower), module size (checked before hashing or
+//!   compiling) and the size of each run's log file ([`crate::log_file::log_streams`]).
 //! - **Idle pods are limited by memory mappings, not memory.** An idle pod holds about
 //!   50 KiB resident but 4 memory mappings (see `Runtime::new` for how it got down from 7),
 //!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods.
