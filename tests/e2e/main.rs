@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod deployments;
 mod durability;
+mod hostile;
 mod kubectl_apply;
 mod kubectl_commands;
 mod node_failure;

@@ -62,6 +62,8 @@ struct NodeArgs {
     /// under the cluster's --node-grace-period.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     lease_renew_interval: std::time::Duration,
+    #[command(flatten)]
+    limits: up::NodeLimitsArgs,
 }
 
 fn init_logging(default: &str) {
@@ -128,6 +130,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.module_dirs = up::module_dirs(args.module_dirs);
     config.listen = args.listen;
     config.lease_renew_interval = args.lease_renew_interval;
+    config.limits = args.limits.limits();
     flotilla_node::NodeAgent::new(client, config)
         .run(up::shutdown_signal())
         .await

@@ -26,6 +26,8 @@ pub struct UpArgs {
         value_parser = clap::value_parser!(u64).range(1..))]
     watch_history: u64,
     #[command(flatten)]
+    limits: NodeLimitsArgs,
+    #[command(flatten)]
     lifecycle: crate::controller_manager::NodeLifecycleArgs,
     #[command(flatten)]
     election: crate::controller_manager::ElectionArgs,
@@ -33,6 +35,41 @@ pub struct UpArgs {
     /// against this cluster instead (exactly one of them, or they would act twice).
     #[arg(long)]
     no_controllers: bool,
+}
+
+/// Node-wide caps on what any one pod may take: shared by `up` and `node`.
+#[derive(clap::Args)]
+pub struct NodeLimitsArgs {
+    /// The most memory one pod instance may use, whatever its spec says; a pod's own
+    /// resources.limits.memory applies when lower (Kubernetes quantity: 512Mi, 1Gi, 2G).
+    #[arg(long, value_name = "QUANTITY", default_value = "1Gi", value_parser = parse_bytes)]
+    max_pod_memory: u64,
+    /// The largest module file a node reads and compiles; a larger image fails to pull.
+    #[arg(long, value_name = "QUANTITY", default_value = "256Mi", value_parser = parse_bytes)]
+    max_module_size: u64,
+    /// How much one container run may write to its log; further output is dropped after a
+    /// line saying the log was truncated.
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = parse_bytes)]
+    max_log_size: u64,
+}
+
+impl NodeLimitsArgs {
+    pub fn limits(&self) -> flotilla_node::runtime::Limits {
+        flotilla_node::runtime::Limits {
+            max_pod_memory: self.max_pod_memory,
+            max_module_size: self.max_module_size,
+            max_log_size: self.max_log_size,
+        }
+    }
+}
+
+fn parse_bytes(quantity: &str) -> Result<u64, String> {
+    match flotilla_node::quantity::bytes(quantity) {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(format!(
+            "{quantity:?} is not a positive byte quantity such as 10Mi or 1Gi"
+        )),
+    }
 }
 
 /// The module directories a node searches: those given, else the built samples of a checkout.
@@ -156,6 +193,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let name = format!("node-{index}");
         let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
         config.module_dirs = module_dirs.clone();
+        config.limits = args.limits.limits();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.
         config.lease_renew_interval =
             (args.lifecycle.node_grace_period / 4).min(Duration::from_secs(10));

@@ -20,27 +20,62 @@ pub enum PullError {
     NotFound { name: String, searched: String },
     #[error("image {0:?} is not supported yet: use file:///absolute/path.wasm or a module name")]
     Unsupported(String),
+    #[error(
+        "module file {path} is {size} bytes, over this node's limit of {max} bytes (--max-module-size)"
+    )]
+    TooLarge { path: String, size: u64, max: u64 },
+    #[error("module file {path} is not a regular file")]
+    NotAFile { path: String },
 }
 
 #[derive(Debug, Clone)]
 pub struct Resolver {
     module_dirs: Vec<PathBuf>,
+    max_size: u64,
 }
 
 impl Resolver {
-    pub fn new(module_dirs: Vec<PathBuf>) -> Self {
-        Resolver { module_dirs }
+    /// Finds bare names in `module_dirs` and refuses module files over `max_size` bytes.
+    pub fn new(module_dirs: Vec<PathBuf>, max_size: u64) -> Self {
+        Resolver {
+            module_dirs,
+            max_size,
+        }
     }
 
-    /// Reads the module an image names.
+    /// Reads the module an image names. A file over the size cap is refused before it is
+    /// read, and so is anything but a regular file (`/dev/zero` would never end); the read
+    /// itself stops at the cap in case the file grows meanwhile.
     pub async fn fetch(&self, image: &str) -> Result<Vec<u8>, PullError> {
+        use tokio::io::AsyncReadExt as _;
         let path = self.locate(image)?;
-        tokio::fs::read(&path)
+        let shown = || path.display().to_string();
+        let unreadable = |source| PullError::Unreadable {
+            path: shown(),
+            source,
+        };
+        let file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+        let metadata = file.metadata().await.map_err(unreadable)?;
+        if !metadata.is_file() {
+            return Err(PullError::NotAFile { path: shown() });
+        }
+        let too_large = |size| PullError::TooLarge {
+            path: shown(),
+            size,
+            max: self.max_size,
+        };
+        if metadata.len() > self.max_size {
+            return Err(too_large(metadata.len()));
+        }
+        let mut bytes = Vec::with_capacity(metadata.len() as usize);
+        file.take(self.max_size.saturating_add(1))
+            .read_to_end(&mut bytes)
             .await
-            .map_err(|source| PullError::Unreadable {
-                path: path.display().to_string(),
-                source,
-            })
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > self.max_size {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 
     fn locate(&self, image: &str) -> Result<PathBuf, PullError> {
@@ -81,7 +116,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("flotilla-images-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("hello.wasm"), b"\0asm").unwrap();
-        let resolver = Resolver::new(vec![PathBuf::from("/nonexistent"), dir.clone()]);
+        let resolver = Resolver::new(vec![PathBuf::from("/nonexistent"), dir.clone()], 1 << 20);
         assert_eq!(resolver.locate("hello").unwrap(), dir.join("hello.wasm"));
         assert_eq!(
             resolver.locate("hello:latest").unwrap(),

@@ -21,7 +21,7 @@ mod lease;
 pub mod log_file;
 mod logs;
 mod pod;
-mod quantity;
+pub mod quantity;
 mod registration;
 pub mod runtime;
 
@@ -54,6 +54,8 @@ pub struct NodeConfig {
     /// How often the node's Lease is renewed: a quarter of its 40 s duration by default, as the
     /// kubelet does. Keep it well under the cluster's node grace period.
     pub lease_renew_interval: Duration,
+    /// Node-wide caps on what any one pod may take: memory, module size, log size.
+    pub limits: runtime::Limits,
 }
 
 impl NodeConfig {
@@ -65,6 +67,7 @@ impl NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             heartbeat: Duration::from_secs(10),
             lease_renew_interval: Duration::from_secs(10),
+            limits: runtime::Limits::default(),
         }
     }
 }
@@ -89,7 +92,8 @@ impl NodeAgent {
                 config.data_dir.display()
             )
         })?;
-        let runtime = runtime::Runtime::new().context("starting the wasmtime engine")?;
+        let runtime =
+            runtime::Runtime::with_limits(config.limits).context("starting the wasmtime engine")?;
         let log_store = logs::LogStore::new(config.data_dir.join("pods"));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -119,7 +123,10 @@ impl NodeAgent {
         let context = pod::PodContext {
             client: client.clone(),
             runtime,
-            images: images::Resolver::new(config.module_dirs.clone()),
+            images: images::Resolver::new(
+                config.module_dirs.clone(),
+                config.limits.max_module_size,
+            ),
             logs: log_store,
             recorder: flotilla_client::events::Recorder::new(
                 client.clone(),

@@ -195,16 +195,52 @@ struct LineWriter<W: Write> {
     /// unfinished lines in the order they were started.
     pending_since: [u64; 2],
     writes: u64,
+    /// Bytes written to `out` so far, and the most it may take (see [`log_streams`]).
+    written: u64,
+    max: u64,
+    /// The cap was reached: a truncation record has been written and output is now dropped.
+    truncated: bool,
 }
 
 impl<W: Write> LineWriter<W> {
+    #[cfg(test)]
     fn new(out: W) -> Self {
+        Self::with_limit(out, u64::MAX)
+    }
+
+    fn with_limit(out: W, max: u64) -> Self {
         LineWriter {
             out,
             pending: Default::default(),
             pending_since: [0; 2],
             writes: 0,
+            written: 0,
+            max,
+            truncated: false,
         }
+    }
+
+    /// Appends `records` to `out` unless that would take the file past its cap; the first time
+    /// it would, a record saying so is written in their place and later output is dropped, so
+    /// a guest that floods its output costs the node a bounded file and almost no work.
+    fn emit(&mut self, stream: Stream, records: &[u8], now: &Timestamp) -> io::Result<()> {
+        if self.truncated || records.is_empty() {
+            return Ok(());
+        }
+        if self.written.saturating_add(records.len() as u64) <= self.max {
+            self.written += records.len() as u64;
+            return self.out.write_all(records);
+        }
+        self.truncated = true;
+        let notice = format!(
+            "[flotilla: log truncated after {} bytes, the node's --max-log-size is {} bytes; \
+             further output of this run is discarded]",
+            self.written, self.max
+        );
+        let mut record = Vec::new();
+        push_record(&mut record, now, stream, b'F', notice.as_bytes(), b"");
+        self.written += record.len() as u64;
+        self.out.write_all(&record)
     }
 
     /// Writes the lines `bytes` completes, as records stamped `now`, in one `write` call (so
@@ -238,28 +274,23 @@ impl<W: Write> LineWriter<W> {
                 pending.extend_from_slice(text);
             }
         }
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.out.write_all(&records)
+        self.emit(stream, &records, now)
     }
 
     /// Writes the unfinished lines as full lines: the guest will write no more.
     fn close(&mut self, now: &Timestamp) -> io::Result<()> {
         let mut streams = [Stream::Stdout, Stream::Stderr];
         streams.sort_by_key(|s| self.pending_since[s.index()]);
-        let mut records = Vec::new();
         for stream in streams {
             let pending = &mut self.pending[stream.index()];
             if !pending.is_empty() {
-                push_record(&mut records, now, stream, b'F', pending, b"");
+                let mut record = Vec::new();
+                push_record(&mut record, now, stream, b'F', pending, b"");
                 clear(pending);
+                self.emit(stream, &record, now)?;
             }
         }
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.out.write_all(&records)
+        Ok(())
     }
 }
 
@@ -306,10 +337,16 @@ pub struct LogStream {
     stream: Stream,
 }
 
-/// The guest's stdout and stderr, writing to `file` (opened for appending). Unfinished lines
-/// are written when the last clone of both is dropped, which is when the guest's store goes.
-pub fn log_streams(file: File) -> (LogStream, LogStream) {
-    let writer = Arc::new(Mutex::new(LineWriter::new(file)));
+/// The guest's stdout and stderr, writing to `file` (opened for appending) until it holds
+/// `max_bytes` (a record past that is replaced by one saying the log was truncated, and output
+/// after it is dropped). Unfinished lines are written when the last clone of both is dropped,
+/// which is when the guest's store goes.
+pub fn log_streams(file: File, max_bytes: u64) -> (LogStream, LogStream) {
+    // An agent restarted under a running pod appends to the run's file: what it holds counts.
+    let held = file.metadata().map_or(0, |m| m.len());
+    let mut writer = LineWriter::with_limit(file, max_bytes);
+    writer.written = held;
+    let writer = Arc::new(Mutex::new(writer));
     (
         LogStream {
             writer: writer.clone(),
@@ -652,6 +689,22 @@ mod tests {
             50_000 + 4,
             "the parts read back as one line"
         );
+    }
+
+    #[test]
+    fn a_flood_stops_at_the_size_cap_with_a_truncation_record() {
+        let mut w = LineWriter::with_limit(Vec::new(), 1000);
+        for _ in 0..1000 {
+            w.write(Stream::Stdout, b"flood flood flood\n", T1).unwrap();
+        }
+        w.write(Stream::Stderr, b"unfinished", T2).unwrap();
+        w.close(T3).unwrap();
+        assert!(w.out.len() < 1000 + 200, "bounded: {} bytes", w.out.len());
+        let text = written(&w);
+        let last = text.lines().last().unwrap();
+        assert!(last.contains("log truncated after"), "{last}");
+        assert!(!text.contains("unfinished"), "nothing after the notice");
+        assert_eq!(text.matches("log truncated").count(), 1);
     }
 
     #[test]

@@ -438,7 +438,7 @@ mod tests {
     async fn follow_streams_lines_as_the_guest_writes_them_until_its_run_ends() {
         let (_dir, store) = store();
         let (path, file) = store.open("ns", "pod", "uid", "c", 0).unwrap();
-        let (stdout, stderr) = log_streams(file);
+        let (stdout, stderr) = log_streams(file, u64::MAX);
         stdout.write_bytes(b"before\n").unwrap();
         let follow = tokio::spawn({
             let store = store.clone();
@@ -470,7 +470,7 @@ mod tests {
     async fn limit_bytes_bounds_a_followed_log_as_a_whole() {
         let (_dir, store) = store();
         let (path, file) = store.open("ns", "pod", "uid", "c", 0).unwrap();
-        let (stdout, _stderr) = log_streams(file);
+        let (stdout, _stderr) = log_streams(file, u64::MAX);
         stdout.write_bytes(b"12345\n").unwrap();
         let follow = tokio::spawn({
             let store = store.clone();
@@ -506,7 +506,7 @@ mod tests {
 
         // An upgraded agent appends this run's records on a line of their own.
         let (path, file) = store.open("ns", "pod", "uid", "c", 0).unwrap();
-        let (stdout, _) = log_streams(file);
+        let (stdout, _) = log_streams(file, u64::MAX);
         stdout.write_bytes(b"new line\n").unwrap();
         store.finished(&path);
         assert_eq!(

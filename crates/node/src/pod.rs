@@ -1,7 +1,9 @@
 //! One supervisor per pod: every container runs its own loop — pull the module (with
 //! `ErrImagePull`/`ImagePullBackOff` back-off), run it, record how it ended, restart it as
 //! `restartPolicy` says (with `CrashLoopBackOff` back-off) — while a reporter publishes the
-//! pod's status whenever it changes, coalescing bursts into one write.
+//! pod's status whenever it changes, coalescing bursts into one write. A pod with
+//! `activeDeadlineSeconds` is stopped as a whole once that much time has passed since its
+//! start, and marked `Failed` with reason `DeadlineExceeded`, as the kubelet does.
 
 use crate::images::Resolver;
 use crate::logs::LogStore;
@@ -114,6 +116,9 @@ struct PodState {
     /// lastTransitionTime must not move while its status holds, or `minReadySeconds` (ready for
     /// a while) could never be met.
     condition_since: std::collections::HashMap<&'static str, (bool, Time)>,
+    /// Why the whole pod failed, when the node ended it (`reason`, `message`), as the
+    /// kubelet's `DeadlineExceeded`.
+    failure: Option<(&'static str, String)>,
 }
 
 /// State shared by a pod's container loops and its reporter.
@@ -134,7 +139,9 @@ impl Shared {
     fn render(&self) -> serde_json::Value {
         let mut state = self.state.lock().expect("pod state poisoned");
         let all_done = state.containers.iter().all(|c| c.done);
-        let phase = if all_done {
+        let phase = if state.failure.is_some() {
+            "Failed"
+        } else if all_done {
             let all_ok = state
                 .containers
                 .iter()
@@ -188,8 +195,14 @@ impl Shared {
             condition("ContainersReady", ready),
             condition("Ready", ready),
         ];
+        let (reason, message) = match &state.failure {
+            Some((reason, message)) => (Some(*reason), Some(message.clone())),
+            None => (None, None),
+        };
         serde_json::json!({"status": {
             "phase": phase,
+            "reason": reason,
+            "message": message,
             "conditions": conditions,
             "containerStatuses": statuses,
             "hostIP": "127.0.0.1",
@@ -242,6 +255,49 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Marks the pod `Failed` with reason `DeadlineExceeded` once its containers are stopped.
+    async fn deadline_exceeded(&self, seconds: i64) {
+        let message = "Pod was active on the node longer than the specified deadline";
+        {
+            let mut state = self.state.lock().expect("pod state poisoned");
+            let now = Time(jiff::Timestamp::now());
+            for c in state.containers.iter_mut().filter(|c| !c.done) {
+                let started_at = c.state.running.as_ref().and_then(|r| r.started_at.clone());
+                c.state = ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        // What a container killed by SIGKILL reports.
+                        exit_code: 137,
+                        reason: Some("DeadlineExceeded".into()),
+                        message: Some(format!(
+                            "stopped: the pod's activeDeadlineSeconds ({seconds}s) passed"
+                        )),
+                        started_at,
+                        finished_at: Some(now.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                c.done = true;
+            }
+            state.failure = Some(("DeadlineExceeded", message.into()));
+        }
+        self.changed.notify_one();
+        self.event(EventType::Warning, "DeadlineExceeded", message.into())
+            .await;
+    }
+}
+
+/// The pod's `activeDeadlineSeconds` and how much of it is left, counted from its start time.
+fn active_deadline(pod: &Pod, start_time: &Time) -> Option<(i64, Duration)> {
+    let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
+    // A start time in the future (clock skew) counts as just started.
+    let elapsed =
+        Duration::try_from(jiff::Timestamp::now().duration_since(start_time.0)).unwrap_or_default();
+    let total = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    Some((seconds, total.saturating_sub(elapsed)))
+}
+
 fn exit_code(state: &ContainerState) -> Option<i32> {
     state.terminated.as_ref().map(|t| t.exit_code)
 }
@@ -283,13 +339,21 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
         })
         .collect();
     let api = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
+    // A pod picked up again by a restarted agent keeps its start time, and so its deadline.
+    let start_time = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.clone())
+        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+    let deadline = active_deadline(&pod, &start_time);
     let shared = Arc::new(Shared {
         pod,
         api,
         state: Mutex::new(PodState {
             containers: records,
-            start_time: Time(jiff::Timestamp::now()),
+            start_time,
             condition_since: Default::default(),
+            failure: None,
         }),
         changed: Notify::new(),
         context,
@@ -307,7 +371,17 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     for (index, container) in containers.into_iter().enumerate() {
         tasks.spawn(run_container(shared.clone(), index, container));
     }
-    while tasks.join_next().await.is_some() {}
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    match deadline {
+        None => all_done.await,
+        Some((seconds, remaining)) => {
+            if tokio::time::timeout(remaining, all_done).await.is_err() {
+                // As the kubelet does: the whole pod is killed and marked, never restarted.
+                tasks.shutdown().await;
+                shared.deadline_exceeded(seconds).await;
+            }
+        }
+    }
     // The last state must be written even if the reporter is mid-write of an older one.
     shared.publish_until_written().await;
 }

@@ -58,6 +58,9 @@
 //!   on-demand allocator maps each instance's memory when it starts (tens of microseconds,
 //!   small next to the rest of a pod start) and only touched pages become resident, which
 //!   keeps idle pods cheap (see `benches/runtime_bench.rs`).
+//! - **Node-wide caps.** [`Limits`] hold for every pod whatever its spec says: linear memory
+//!   (a pod's own memory limit applies when lower), module size (checked before hashing or
+//!   compiling) and the size of each run's log file ([`crate::log_file::log_streams`]).
 //! - **Idle pods are limited by memory mappings, not memory.** An idle pod holds about
 //!   50 KiB resident but 4 memory mappings (see `Runtime::new` for how it got down from 7),
 //!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods.
@@ -93,6 +96,32 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// How many frames of a trap's wasm backtrace go into [`ExitOutcome::Trapped`].
 const TRAP_BACKTRACE_FRAMES: usize = 8;
 
+/// Node-wide caps that hold for every pod, whatever its spec says: a pod without a memory
+/// limit, a module file of any size or a guest that writes without end cannot take more than
+/// these from the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most linear memory one instance may have, in bytes. A pod's own
+    /// `resources.limits.memory` applies when it is lower.
+    pub max_pod_memory: u64,
+    /// The largest module file the node will read and compile, in bytes.
+    pub max_module_size: u64,
+    /// The most bytes one container run may write to its log file; later output is dropped
+    /// and a truncation record says so.
+    pub max_log_size: u64,
+}
+
+impl Default for Limits {
+    /// 1 GiB of memory per pod, 256 MiB per module, 10 MiB of log per container run.
+    fn default() -> Self {
+        Limits {
+            max_pod_memory: 1 << 30,
+            max_module_size: 256 << 20,
+            max_log_size: 10 << 20,
+        }
+    }
+}
+
 /// The node's WebAssembly engine. Cheap to clone: clones share the engine, the WASI linker,
 /// the module cache and the epoch ticker (everything lives behind one `Arc`).
 #[derive(Clone)]
@@ -102,6 +131,7 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
+    limits: Limits,
     linker: Arc<Linker<PodState>>,
     /// Compiled modules by digest. A cell that is still empty is a compilation in progress,
     /// which later callers for the same digest wait on instead of compiling again.
@@ -149,6 +179,17 @@ pub enum PrepareError {
     /// are not all provided (only WASI preview 1, `wasi_snapshot_preview1`, is).
     #[error("unsupported WebAssembly: {0}")]
     Unsupported(String),
+    /// The module is larger than the node's [`Limits::max_module_size`]; it is refused
+    /// before compiling, which for a module that size could take minutes and gigabytes.
+    #[error(
+        "the module is {size} bytes, over this node's limit of {max} bytes (--max-module-size)"
+    )]
+    TooLarge {
+        /// The module's size.
+        size: u64,
+        /// The node's limit.
+        max: u64,
+    },
 }
 
 /// Everything a single run of a module needs from the pod spec.
@@ -165,7 +206,8 @@ pub struct RunSpec {
     /// written. Open it in append mode.
     pub stdout: std::fs::File,
     /// Cap on the guest's linear memory, in bytes. A `memory.grow` past it fails, which for
-    /// most guests ends in [`ExitOutcome::OutOfMemory`]. `None` leaves only Wasm's own limit.
+    /// most guests ends in [`ExitOutcome::OutOfMemory`]. `None`, or a value above the node's
+    /// [`Limits::max_pod_memory`], leaves the node's cap.
     pub memory_limit_bytes: Option<u64>,
 }
 
@@ -233,6 +275,11 @@ impl Runtime {
     /// Does not need a tokio runtime itself, but [`prepare`](Self::prepare) and
     /// [`run`](Self::run) must be awaited inside one.
     pub fn new() -> anyhow::Result<Runtime> {
+        Runtime::with_limits(Limits::default())
+    }
+
+    /// Like [`new`](Self::new), with node-wide caps other than the defaults.
+    pub fn with_limits(limits: Limits) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         // Symbolicating traps from DWARF would make every compile parse debug info, and the
@@ -265,6 +312,7 @@ impl Runtime {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
+                limits,
                 linker: Arc::new(linker),
                 cache: Mutex::new(HashMap::new()),
                 _ticker: ticker,
@@ -280,6 +328,13 @@ impl Runtime {
     /// starts; likewise a module with no `_start` ([`PrepareError::Invalid`]). Failures are
     /// not cached.
     pub async fn prepare(&self, wasm: Vec<u8>) -> Result<PreparedModule, PrepareError> {
+        let max = self.inner.limits.max_module_size;
+        if wasm.len() as u64 > max {
+            return Err(PrepareError::TooLarge {
+                size: wasm.len() as u64,
+                max,
+            });
+        }
         check_header(&wasm)?;
         let (digest, wasm) = if wasm.len() < HASH_INLINE_MAX {
             (digest_of(&wasm), wasm)
@@ -373,7 +428,8 @@ impl Runtime {
 
         // Both streams share one writer and its file: records keep the order of the guest's
         // lines, and a pod costs one file descriptor for its log rather than two.
-        let (stdout, stderr) = crate::log_file::log_streams(stdout);
+        let limits = self.inner.limits;
+        let (stdout, stderr) = crate::log_file::log_streams(stdout, limits.max_log_size);
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout)
             .stderr(stderr)
@@ -381,7 +437,12 @@ impl Runtime {
             .args(&args)
             .envs(&env)
             .build_p1();
-        let limit = memory_limit_bytes.map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
+        let node_cap = limits.max_pod_memory;
+        let (limit, whose) = match memory_limit_bytes {
+            Some(bytes) if bytes <= node_cap => (bytes, LimitSource::Pod),
+            _ => (node_cap, LimitSource::Node),
+        };
+        let limit = Some(usize::try_from(limit).unwrap_or(usize::MAX));
         let mut store = Store::new(
             &self.inner.engine,
             PodState {
@@ -405,14 +466,21 @@ impl Runtime {
         }
         .await;
         let refused = store.data().limiter.refused;
-        outcome_of(result, limit, refused)
+        outcome_of(result, limit.map(|l| (l, whose)), refused)
     }
+}
+
+/// Which cap a guest ran into: its own memory limit, or the node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LimitSource {
+    Pod,
+    Node,
 }
 
 /// Turns how `_start` ended into an [`ExitOutcome`].
 fn outcome_of(
     result: wasmtime::Result<()>,
-    limit: Option<usize>,
+    limit: Option<(usize, LimitSource)>,
     refused: Option<usize>,
 ) -> ExitOutcome {
     let error = match result {
@@ -427,12 +495,16 @@ fn outcome_of(
     // allocator, for one, aborts (traps) when the heap cannot grow. A guest that copes with
     // the refusal and exits normally was handled above.
     match (limit, refused) {
-        (Some(limit), Some(desired)) => {
+        (Some((limit, whose)), Some(desired)) => {
             // The backtrace of an allocator's abort says nothing the limit doesn't.
             let failure = message.lines().next().unwrap_or_default();
+            let which = match whose {
+                LimitSource::Pod => "memory limit",
+                LimitSource::Node => "node's per-pod memory cap (--max-pod-memory)",
+            };
             ExitOutcome::OutOfMemory {
                 message: format!(
-                    "memory limit of {limit} bytes exceeded: the guest asked to grow its \
+                    "{which} of {limit} bytes exceeded: the guest asked to grow its \
                      linear memory to {desired} bytes and was refused, then failed with \
                      {failure}"
                 ),
@@ -575,12 +647,16 @@ mod tests {
     fn outcome_without_refusal_is_a_trap_and_with_refusal_is_oom() {
         let trap = || Err(wasmtime::Error::new(Trap::UnreachableCodeReached));
         assert!(matches!(
-            outcome_of(trap(), Some(1 << 20), None),
+            outcome_of(trap(), Some((1 << 20, LimitSource::Pod)), None),
             ExitOutcome::Trapped { message } if message.contains("unreachable")
         ));
         assert!(matches!(
-            outcome_of(trap(), Some(1 << 20), Some(2 << 20)),
+            outcome_of(trap(), Some((1 << 20, LimitSource::Pod)), Some(2 << 20)),
             ExitOutcome::OutOfMemory { message } if message.contains("1048576")
+        ));
+        assert!(matches!(
+            outcome_of(trap(), Some((1 << 20, LimitSource::Node)), Some(2 << 20)),
+            ExitOutcome::OutOfMemory { message } if message.contains("--max-pod-memory")
         ));
         assert_eq!(
             outcome_of(Err(I32Exit(4).into()), None, None),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla_node::runtime::{ExitOutcome, PrepareError, PreparedModule, RunSpec, Runtime};
+use flotilla_node::runtime::{ExitOutcome, Limits, PrepareError, PreparedModule, RunSpec, Runtime};
 use sha2::Digest as _;
 
 use crate::{Log, sample};
@@ -191,6 +191,81 @@ async fn trap_is_reported_with_its_message_and_backtrace() {
         log.contents().contains("about to trap"),
         "output before the trap is kept"
     );
+}
+
+#[tokio::test]
+async fn the_node_caps_memory_when_the_pod_sets_no_lower_limit() {
+    let runtime = Runtime::with_limits(Limits {
+        max_pod_memory: 16 << 20,
+        ..Limits::default()
+    })
+    .unwrap();
+    let hog = prepare(&runtime, "memory-hog").await;
+    for pod_limit in [None, Some(1 << 30)] {
+        let log = Log::new();
+        let spec = RunSpec {
+            memory_limit_bytes: pod_limit,
+            ..spec("memory-hog", &["64"], &log)
+        };
+        let outcome = runtime.run(&hog, spec).await;
+        let ExitOutcome::OutOfMemory { message } = outcome else {
+            panic!("expected OutOfMemory with {pod_limit:?}, got {outcome:?}");
+        };
+        assert!(
+            message.contains("--max-pod-memory) of 16777216 bytes exceeded"),
+            "message: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn modules_over_the_size_cap_are_refused_before_compiling() {
+    let runtime = Runtime::with_limits(Limits {
+        max_module_size: 1024,
+        ..Limits::default()
+    })
+    .unwrap();
+    let hello = sample("hello");
+    assert_eq!(
+        runtime.prepare(hello.clone()).await.unwrap_err(),
+        PrepareError::TooLarge {
+            size: hello.len() as u64,
+            max: 1024
+        }
+    );
+    assert_eq!(runtime.cached_modules(), 0);
+}
+
+#[tokio::test]
+async fn a_flood_of_output_stops_at_the_log_cap() {
+    let runtime = Runtime::with_limits(Limits {
+        max_log_size: 64 << 10,
+        ..Limits::default()
+    })
+    .unwrap();
+    let flood = prepare(&runtime, "flood").await;
+    for mode in ["lines", "bytes"] {
+        let log = Log::new();
+        let run = runtime.run(&flood, spec("flood", &[mode], &log));
+        // The flood never ends on its own: it is stopped after a while, still running.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), run)
+                .await
+                .is_err()
+        );
+        let records = log.records();
+        assert!(
+            records.len() <= (64 << 10) + 512,
+            "{mode}: {}",
+            records.len()
+        );
+        assert!(
+            log.contents()
+                .trim_end()
+                .ends_with("further output of this run is discarded]"),
+            "{mode}: the log does not end with the truncation notice"
+        );
+    }
 }
 
 #[tokio::test]
