@@ -89,7 +89,10 @@ impl NodeAgent {
                 config.data_dir.display()
             )
         })?;
-        let runtime = runtime::Runtime::new().context("starting the wasmtime engine")?;
+        // Compiled code outlives the agent, so a restart (or the next replica of an image this
+        // node has run before) loads machine code rather than compiling again.
+        let runtime = runtime::Runtime::with_compile_cache(config.data_dir.join("compiled"))
+            .context("starting the wasmtime engine")?;
         let log_store = logs::LogStore::new(config.data_dir.join("pods"));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
