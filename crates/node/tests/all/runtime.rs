@@ -435,6 +435,63 @@ async fn a_component_sees_its_args_and_env_writes_its_log_and_exits_with_its_cod
     assert!(log.contents().contains("And this one goes to stderr."));
 }
 
+/// A command component with nothing but a `wasi:cli/run` whose core function has `body`,
+/// written inline: enough to test how runs end without another Rust sample per behaviour.
+fn command_component(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m
+                (func $run (export "run") (result i32) {body}))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $cli (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $cli)))"#
+    ))
+    .expect("valid component text")
+}
+
+fn trapping_component() -> Vec<u8> {
+    command_component("unreachable")
+}
+
+/// On a current-thread runtime, the timer can only fire if the spinning guest yields.
+#[tokio::test]
+async fn a_spinning_component_yields_and_stops_when_dropped() {
+    let runtime = Runtime::new().unwrap();
+    let spin = runtime
+        .prepare(command_component("(loop br 0) i32.const 0"))
+        .await
+        .unwrap();
+    let log = Log::new();
+
+    let run = runtime.run(&spin, spec("spin", &[], &log));
+    let result = tokio::time::timeout(Duration::from_millis(100), run).await;
+
+    assert!(result.is_err(), "the spinning component ended: {result:?}");
+}
+
+#[tokio::test]
+async fn a_trapping_component_is_reported_like_a_trapping_module() {
+    let runtime = Runtime::new().unwrap();
+    let component = runtime.prepare(trapping_component()).await.unwrap();
+    assert_eq!(component.kind(), WasmKind::Component);
+    let log = Log::new();
+
+    let outcome = runtime.run(&component, spec("trap", &[], &log)).await;
+
+    let ExitOutcome::Trapped { message } = outcome else {
+        panic!("expected a trap, got {outcome:?}");
+    };
+    assert!(
+        message.starts_with("wasm trap: wasm `unreachable` instruction executed"),
+        "message: {message}"
+    );
+    assert!(
+        message.contains("wasm backtrace:\n   0: "),
+        "message: {message}"
+    );
+}
+
 #[tokio::test]
 async fn a_component_past_its_memory_limit_is_out_of_memory() {
     let runtime = Runtime::new().unwrap();
