@@ -101,6 +101,40 @@ fn a_component_pod_runs_to_success_and_its_logs_are_readable() -> anyhow::Result
     Ok(())
 }
 
+/// What every `flotilla up` of this cluster has logged so far.
+fn cluster_logs(cluster: &Cluster) -> anyhow::Result<String> {
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(cluster.dir.path())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            logs.push_str(&std::fs::read_to_string(path)?);
+        }
+    }
+    Ok(logs)
+}
+
+#[test]
+fn a_restarted_node_agent_loads_compiled_code_instead_of_compiling() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(1)?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("hello-p2.yaml")])?;
+    cluster.wait_for_field("pod/hello-p2", ".status.phase", "Succeeded", SETTLE)?;
+    assert!(cluster_logs(&cluster)?.contains("compiled component sha256:"));
+
+    cluster.kill_and_restart(1)?;
+    cluster.kubectl_ok(&["delete", "pod", "hello-p2"])?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("hello-p2.yaml")])?;
+    cluster.wait_for_field("pod/hello-p2", ".status.phase", "Succeeded", SETTLE)?;
+
+    // Each agent prepares an image once, and the first agent's cache was empty: a "loaded"
+    // line can only come from the restarted one.
+    let logs = cluster_logs(&cluster)?;
+    assert!(
+        logs.contains("loaded component sha256:") && logs.contains("from the compile cache"),
+        "the restarted agent compiled again:\n{logs}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_failing_module_reports_its_exit_code() -> anyhow::Result<()> {
     let cluster = Cluster::start(1)?;
