@@ -42,12 +42,12 @@
 //!
 //! - **One engine, one linker per kind.** Every pod on the node shares one [`Engine`] and one
 //!   WASI linker for its kind; each run gets its own [`Store`] and WASI context, so pods share
-//!   nothing at run time. The WASI context is built from the [`RunSpec`] alone: the guest sees its declared
-//!   args and env, an empty stdin, stdout and stderr going to its log file (one timestamped
-//!   record per line, see [`crate::log_file`]), and no host files, host environment or
-//!   network.
+//!   nothing at run time. The WASI context is built from the [`RunSpec`] alone: the guest
+//!   sees its declared args and env, an empty stdin, stdout and stderr going to its log file
+//!   (one timestamped record per line, see [`crate::log_file`]), and no host files, host
+//!   environment or network.
 //! - **Compile once.** Compiled modules are cached in memory by the digest of their bytes, as
-//!   [`InstancePre`]s, so starting another pod of the same image only instantiates.
+//!   [`InstancePre`]s (`CommandPre`s for components), so starting another pod of the same image only instantiates.
 //!   Concurrent `prepare` calls for the same bytes share one compilation. The cache is not
 //!   evicted yet: a node keeps every distinct image it has run until the agent restarts.
 //! - **Compiled code survives restarts.** [`Runtime::with_compile_cache`] turns on wasmtime's
@@ -75,7 +75,7 @@
 //!   small next to the rest of a pod start) and only touched pages become resident, which
 //!   keeps idle pods cheap (see `benches/runtime_bench.rs`).
 //! - **Idle pods are limited by memory mappings, not memory.** An idle pod holds about
-//!   50 KiB resident but 4 memory mappings (see `Runtime::new` for how it got down from 7),
+//!   50 KiB resident but 4 memory mappings (see `Runtime::build` for how it got down from 7),
 //!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods.
 //!   Nodes meant for more should raise that sysctl. Each pod's log file is also one open file
 //!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too.
