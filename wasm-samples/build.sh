@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# Builds the sample guest programs for wasm32-wasip1 and copies them to modules/NAME.wasm,
-# where tests and the node agent find them (an image `NAME` resolves to modules/NAME.wasm).
+# Builds the sample guest programs and copies them to modules/NAME.wasm, where tests and the
+# node agent find them (an image `NAME` resolves to modules/NAME.wasm): this crate for
+# wasm32-wasip1 (core modules), then p2/ for wasm32-wasip2 (WASI 0.2 components).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-target=wasm32-wasip1
-
-if ! rustup target list --installed | grep -qx "$target"; then
-    echo "adding rust target $target…"
-    rustup target add "$target"
-fi
-
-echo "building wasm samples ($target, release)…"
 cd "$here"
-cargo build --release --target "$target"
-
 mkdir -p modules
 count=0
-for wasm in "target/$target/release/"*.wasm; do
-    cp "$wasm" modules/
-    count=$((count + 1))
-done
+
+# build DIR TARGET: builds the crate in DIR for TARGET and copies its binaries to modules/.
+build() {
+    local dir="$1" target="$2"
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "adding rust target $target…"
+        rustup target add "$target"
+    fi
+    echo "building wasm samples in $dir ($target, release)…"
+    (cd "$dir" && cargo build --release --target "$target")
+    for wasm in "$dir/target/$target/release/"*.wasm; do
+        cp "$wasm" modules/
+        count=$((count + 1))
+    done
+}
+
+build . wasm32-wasip1
+build p2 wasm32-wasip2
 echo "copied $count modules to $here/modules/:"
 ls -l modules/

@@ -70,6 +70,72 @@ fn hello_pod_runs_to_success_and_its_logs_are_readable() -> anyhow::Result<()> {
 }
 
 #[test]
+fn a_component_pod_runs_to_success_and_its_logs_are_readable() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("hello-p2.yaml")])?;
+    cluster.wait_for_field("pod/hello-p2", ".status.phase", "Succeeded", SETTLE)?;
+    assert_eq!(
+        cluster.field(
+            "pod/hello-p2",
+            ".status.containerStatuses[0].state.terminated.exitCode"
+        ),
+        "0"
+    );
+    let logs = cluster.kubectl_ok(&["logs", "hello-p2"])?;
+    assert_eq!(
+        logs,
+        "Hello from a WASI 0.2 component!\n\
+         arg[0]=hello-p2\n\
+         arg[1]=from\n\
+         arg[2]=a component\n\
+         env GREETING=hi\n\
+         And this one goes to stderr.\n"
+    );
+    // The node agent keeps what it compiled on disk for its next start.
+    let compiled = cluster.data_dir().join("nodes/node-1/compiled");
+    assert!(
+        std::fs::read_dir(&compiled).is_ok_and(|mut entries| entries.next().is_some()),
+        "nothing in the compile cache {}",
+        compiled.display()
+    );
+    Ok(())
+}
+
+/// What every `flotilla up` of this cluster has logged so far.
+fn cluster_logs(cluster: &Cluster) -> anyhow::Result<String> {
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(cluster.dir.path())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            logs.push_str(&std::fs::read_to_string(path)?);
+        }
+    }
+    Ok(logs)
+}
+
+#[test]
+fn a_restarted_node_agent_loads_compiled_code_instead_of_compiling() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(1)?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("hello-p2.yaml")])?;
+    cluster.wait_for_field("pod/hello-p2", ".status.phase", "Succeeded", SETTLE)?;
+    assert!(cluster_logs(&cluster)?.contains("compiled component sha256:"));
+
+    cluster.kill_and_restart(1)?;
+    cluster.kubectl_ok(&["delete", "pod", "hello-p2"])?;
+    cluster.kubectl_ok(&["apply", "-f", &manifest("hello-p2.yaml")])?;
+    cluster.wait_for_field("pod/hello-p2", ".status.phase", "Succeeded", SETTLE)?;
+
+    // Each agent prepares an image once, and the first agent's cache was empty: a "loaded"
+    // line can only come from the restarted one.
+    let logs = cluster_logs(&cluster)?;
+    assert!(
+        logs.contains("loaded component sha256:") && logs.contains("from the compile cache"),
+        "the restarted agent compiled again:\n{logs}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_failing_module_reports_its_exit_code() -> anyhow::Result<()> {
     let cluster = Cluster::start(1)?;
     cluster.kubectl_ok(&["apply", "-f", &manifest("exit-code.yaml")])?;

@@ -4,8 +4,11 @@
 //! `wasm-samples/build.sh`. `FLOTILLA_BENCH_IDLE=N` sets how many idle tickers to start
 //! (default 1000; each holds an open log file, so mind `ulimit -n`).
 //!
-//! - cold compile: `prepare` of hello.wasm on a fresh `Runtime` (empty cache);
-//! - start + run: instantiate hello from its prepared module and run it to exit;
+//! - cold compile: `prepare` of hello.wasm (a core module) and hello-p2.wasm (a component) on
+//!   a fresh `Runtime` (empty caches);
+//! - compile cache load: `prepare` on a fresh `Runtime` over an on-disk compile cache that
+//!   already holds the module, as after a node agent restart;
+//! - start + run: instantiate hello (and hello-p2) from its prepared module and run it to exit;
 //! - idle pods: tickers sleeping for an hour, all live at once, with the resident memory and
 //!   memory mappings each one adds to the process.
 
@@ -42,13 +45,21 @@ async fn bench(idle: usize) {
         .expect("log file");
 
     // Cold compile: a new runtime each time, so nothing is cached.
-    let mut compiles = Vec::new();
-    for _ in 0..COLD_COMPILES {
-        let runtime = Runtime::new().expect("runtime");
-        let started = Instant::now();
-        runtime.prepare(hello.clone()).await.expect("prepare hello");
-        compiles.push(started.elapsed());
+    let mut compiles = cold_prepares(&hello, || Runtime::new().expect("runtime")).await;
+    let hello_p2 = sample("hello-p2");
+    let mut p2_compiles = cold_prepares(&hello_p2, || Runtime::new().expect("runtime")).await;
+
+    // A new runtime each time over one compile cache directory, filled by the first.
+    let cache_dir = tempfile::tempdir().expect("temp dir");
+    let with_cache = || Runtime::with_compile_cache(cache_dir.path()).expect("runtime");
+    for wasm in [&hello, &hello_p2] {
+        with_cache()
+            .prepare(wasm.clone())
+            .await
+            .expect("fill the cache");
     }
+    let mut loads = cold_prepares(&hello, with_cache).await;
+    let mut p2_loads = cold_prepares(&hello_p2, with_cache).await;
 
     let runtime = Runtime::new().expect("runtime");
     let prepared = runtime.prepare(hello.clone()).await.expect("prepare hello");
@@ -62,6 +73,19 @@ async fn bench(idle: usize) {
         let started = Instant::now();
         let outcome = runtime.run(&prepared, spec).await;
         runs.push(started.elapsed());
+        assert_eq!(outcome, ExitOutcome::Exited(0));
+    }
+
+    let prepared_p2 = runtime
+        .prepare(hello_p2.clone())
+        .await
+        .expect("prepare hello-p2");
+    let mut p2_runs = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let spec = spec("hello-p2", &[], log.try_clone().expect("dup log"));
+        let started = Instant::now();
+        let outcome = runtime.run(&prepared_p2, spec).await;
+        p2_runs.push(started.elapsed());
         assert_eq!(outcome, ExitOutcome::Exited(0));
     }
 
@@ -119,6 +143,20 @@ async fn bench(idle: usize) {
         ms(*compiles.iter().min().unwrap()),
     );
     println!(
+        "| cold compile of hello-p2.wasm (component, {} KiB), median of {COLD_COMPILES} | {:.1} ms (min {:.1} ms) |",
+        hello_p2.len() / 1024,
+        ms(median(&mut p2_compiles)),
+        ms(*p2_compiles.iter().min().unwrap()),
+    );
+    println!(
+        "| load hello.wasm from the on-disk compile cache (new Runtime), median of {COLD_COMPILES} | {:.1} ms |",
+        ms(median(&mut loads)),
+    );
+    println!(
+        "| load hello-p2.wasm from the on-disk compile cache (new Runtime), median of {COLD_COMPILES} | {:.1} ms |",
+        ms(median(&mut p2_loads)),
+    );
+    println!(
         "| prepare of hello.wasm again (cache hit) | {:.1} µs |",
         cached_prepare.as_secs_f64() * 1e6
     );
@@ -126,6 +164,11 @@ async fn bench(idle: usize) {
         "| instantiate + run hello to exit, median of {RUNS} | {:.0} µs (p90 {:.0} µs) |",
         median(&mut runs).as_secs_f64() * 1e6,
         percentile(&mut runs, 0.9).as_secs_f64() * 1e6,
+    );
+    println!(
+        "| instantiate + run hello-p2 to exit, median of {RUNS} | {:.0} µs (p90 {:.0} µs) |",
+        median(&mut p2_runs).as_secs_f64() * 1e6,
+        percentile(&mut p2_runs, 0.9).as_secs_f64() * 1e6,
     );
     println!(
         "| idle tickers started and live at once | {idle} (all started in {:.0} ms) |",
@@ -151,6 +194,18 @@ async fn bench(idle: usize) {
         "| stop all idle tickers (drop futures) | {:.0} ms |",
         ms(stop_all)
     );
+}
+
+/// How long `prepare(wasm)` takes on each of [`COLD_COMPILES`] new runtimes.
+async fn cold_prepares(wasm: &[u8], new_runtime: impl Fn() -> Runtime) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(COLD_COMPILES);
+    for _ in 0..COLD_COMPILES {
+        let runtime = new_runtime();
+        let started = Instant::now();
+        runtime.prepare(wasm.to_vec()).await.expect("prepare");
+        times.push(started.elapsed());
+    }
+    times
 }
 
 fn spec(name: &str, args: &[&str], stdout: File) -> RunSpec {

@@ -3,8 +3,9 @@
 //! It registers a Node, keeps it Ready with heartbeats, renews its Lease in `kube-node-lease`
 //! (what the node lifecycle controller watches to tell a dead node), watches the pods bound to
 //! it (one list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that
-//! resolves its modules, runs every container in wasmtime ([`runtime`]) with only its declared
-//! args and env, restarts them as `restartPolicy` says, and reports status through the API. What
+//! resolves its modules, runs every container in wasmtime ([`runtime`]; WASI preview 1 modules
+//! and WASI 0.2 components, compiled once and cached in the data directory) with only its
+//! declared args and env, restarts them as `restartPolicy` says, and reports status through the API. What
 //! the guests write to stdout and stderr goes to per-container log files, one timestamped record
 //! per line ([`log_file`]), that the apiserver reads through this agent's log endpoint
 //! (`/containerLogs/...`), as it does from a kubelet.
@@ -92,8 +93,11 @@ impl NodeAgent {
                 config.data_dir.display()
             )
         })?;
-        let runtime =
-            runtime::Runtime::with_limits(config.limits).context("starting the wasmtime engine")?;
+        // Compiled code outlives the agent, so a restart (or the next replica of an image this
+        // node has run before) loads machine code rather than compiling again.
+        let compiled = config.data_dir.join("compiled");
+        let runtime = runtime::Runtime::configured(config.limits, Some(&compiled))
+            .context("starting the wasmtime engine")?;
         let log_store = logs::LogStore::new(config.data_dir.join("pods"));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

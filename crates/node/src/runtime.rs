@@ -1,11 +1,19 @@
 //! The node agent's WebAssembly engine: compiles pod images once and runs them as sandboxed
 //! WASI programs.
 //!
-//! A pod's container image resolves to the bytes of a core Wasm module built for WASI preview 1
-//! (`wasm32-wasip1`). [`Runtime::prepare`] compiles those bytes once per sha256 digest and keeps
-//! the result, already linked against WASI, as a [`PreparedModule`]; [`Runtime::run`] then
-//! instantiates it in a fresh, isolated store and runs its `_start` to completion, reporting
-//! how it ended as an [`ExitOutcome`] that the pod worker turns into container status.
+//! A pod's container image resolves to the bytes of a WASI program, of either kind:
+//!
+//! - a core Wasm module built for WASI preview 1 (`wasm32-wasip1`), started through its
+//!   `_start` export (`runtime/module.rs`);
+//! - a component built for WASI 0.2 (`wasm32-wasip2`), a `wasi:cli/command` started through
+//!   its `wasi:cli/run` export (`runtime/component.rs`).
+//!
+//! The binary's preamble says which it is. [`Runtime::prepare`] compiles the bytes once per
+//! sha256 digest and keeps the result, already linked against WASI, as a [`PreparedModule`];
+//! [`Runtime::run`] then instantiates it in a fresh, isolated store and runs it to
+//! completion, reporting how it ended as an [`ExitOutcome`] that the pod worker turns into
+//! container status. Both kinds get the same sandbox, log streams, memory limit, epoch
+//! yields and exit reporting; only linking and starting differ.
 //!
 //! ```no_run
 //! # async fn example(wasm: Vec<u8>, log: std::fs::File) -> anyhow::Result<()> {
@@ -32,16 +40,24 @@
 //!
 //! # Design
 //!
-//! - **One engine, one linker.** Every pod on the node shares one [`Engine`] and one WASI
-//!   [`Linker`]; each run gets its own [`Store`] and WASI context, so pods share nothing at run
-//!   time. The WASI context is built from the [`RunSpec`] alone: the guest sees its declared
-//!   args and env, an empty stdin, stdout and stderr going to its log file (one timestamped
-//!   record per line, see [`crate::log_file`]), and no host files, host environment or
-//!   network.
+//! - **One engine, one linker per kind.** Every pod on the node shares one [`Engine`] and one
+//!   WASI linker for its kind; each run gets its own [`Store`] and WASI context, so pods share
+//!   nothing at run time. The WASI context is built from the [`RunSpec`] alone: the guest
+//!   sees its declared args and env, an empty stdin, stdout and stderr going to its log file
+//!   (one timestamped record per line, see [`crate::log_file`]), and no host files, host
+//!   environment or network.
 //! - **Compile once.** Compiled modules are cached in memory by the digest of their bytes, as
-//!   [`InstancePre`]s, so starting another pod of the same image only instantiates.
+//!   [`InstancePre`]s (`CommandPre`s for components), so starting another pod of the same image only instantiates.
 //!   Concurrent `prepare` calls for the same bytes share one compilation. The cache is not
 //!   evicted yet: a node keeps every distinct image it has run until the agent restarts.
+//! - **Compiled code survives restarts.** [`Runtime::with_compile_cache`] turns on wasmtime's
+//!   own on-disk cache (no `unsafe` on our side: the workspace forbids it, and
+//!   `Module::deserialize` would need it). Entries are keyed by a hash of the bytes and of
+//!   everything in the engine's configuration that affects code generation, including the
+//!   wasmtime version, so a restarted agent — or a new engine with the same settings —
+//!   loads machine code instead of compiling, and a changed configuration simply misses.
+//!   Whoever can write that directory can make the agent run native code, so it lives in the
+//!   node's data directory, which is already that trusted.
 //! - **No thread per pod.** Guests run on the caller's tokio runtime with wasmtime's async
 //!   support. Epoch interruption makes every guest yield back to tokio on every epoch tick
 //!   (about 10 ms), so a busy-looping pod cannot starve the others, and dropping the future of
@@ -62,26 +78,33 @@
 //!   (a pod's own memory limit applies when lower), module size (checked before hashing or
 //!   compiling) and the size of each run's log file ([`crate::log_file::log_streams`]).
 //! - **Idle pods are limited by memory mappings, not memory.** An idle pod holds about
-//!   50 KiB resident but 4 memory mappings (see `Runtime::new` for how it got down from 7),
+//!   50 KiB resident but 4 memory mappings (see `Runtime::configured` for how it got down from 7),
 //!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods.
 //!   Nodes meant for more should raise that sysctl. Each pod's log file is also one open file
 //!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too.
 
+mod component;
+mod module;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 use wasmtime::{
-    Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap, WasmBacktrace,
+    Cache, CacheConfig, Config, Engine, InstancePre, ResourceLimiter, Store, Trap, WasmBacktrace,
     WasmBacktraceDetails,
 };
-use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use component::ComponentState;
+use module::ModuleState;
 
 /// How often the engine's epoch advances, which is how often a running guest yields to tokio.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -122,7 +145,7 @@ impl Default for Limits {
     }
 }
 
-/// The node's WebAssembly engine. Cheap to clone: clones share the engine, the WASI linker,
+/// The node's WebAssembly engine. Cheap to clone: clones share the engine, the WASI linkers,
 /// the module cache and the epoch ticker (everything lives behind one `Arc`).
 #[derive(Clone)]
 pub struct Runtime {
@@ -132,7 +155,14 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     limits: Limits,
-    linker: Arc<Linker<PodState>>,
+    module_linker: wasmtime::Linker<ModuleState>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
+    /// wasmtime's on-disk compile cache, if this runtime has one; kept for its counters.
+    compile_cache: Option<Cache>,
+    /// Held while compiling. Compiling already uses every core (wasmtime compiles functions
+    /// in parallel), so one at a time costs little, and it makes the cache's hit counter say
+    /// whether this compilation was a hit.
+    compiling: Mutex<()>,
     /// Compiled modules by digest. A cell that is still empty is a compilation in progress,
     /// which later callers for the same digest wait on instead of compiling again.
     cache: Mutex<HashMap<String, Arc<OnceCell<PreparedModule>>>>,
@@ -140,18 +170,48 @@ struct Inner {
     _ticker: mpsc::Sender<()>,
 }
 
-/// A compiled module, linked against WASI and ready to instantiate. Cheap to clone.
+/// A compiled module or component, linked against WASI and ready to instantiate. Cheap to
+/// clone.
 ///
 /// Only the [`Runtime`] that prepared it (or a clone of that runtime) can run it.
 #[derive(Clone)]
 pub struct PreparedModule {
-    pre: InstancePre<PodState>,
+    program: Program,
+    engine: Engine,
     digest: Arc<str>,
+}
+
+/// What an image compiled to.
+#[derive(Clone)]
+enum Program {
+    /// A core module for WASI preview 1.
+    Module(InstancePre<ModuleState>),
+    /// A WASI 0.2 `wasi:cli/command` component.
+    Component(CommandPre<ComponentState>),
+}
+
+/// The two kinds of WebAssembly binary, told apart by their preamble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmKind {
+    /// A core module (version 1, layer 0).
+    Module,
+    /// A component (layer 1).
+    Component,
+}
+
+impl std::fmt::Display for WasmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WasmKind::Module => "module",
+            WasmKind::Component => "component",
+        })
+    }
 }
 
 impl std::fmt::Debug for PreparedModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedModule")
+            .field("kind", &self.kind())
             .field("digest", &self.digest)
             .finish_non_exhaustive()
     }
@@ -162,6 +222,23 @@ impl PreparedModule {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// Whether this is a core module or a component.
+    pub fn kind(&self) -> WasmKind {
+        match self.program {
+            Program::Module(_) => WasmKind::Module,
+            Program::Component(_) => WasmKind::Component,
+        }
+    }
+}
+
+/// How often the on-disk compile cache was used, since the [`Runtime`] was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompileCacheStats {
+    /// Compilations answered from the cache: machine code loaded, nothing compiled.
+    pub hits: usize,
+    /// Compilations that found nothing in the cache, compiled, and stored the result.
+    pub misses: usize,
 }
 
 /// Why a module could not be prepared. The message is meant for the pod's status.
@@ -171,12 +248,14 @@ pub enum PrepareError {
     /// page, a text-format `.wat` file or a native executable.
     #[error("not a WebAssembly module: {0}")]
     NotWasm(String),
-    /// The bytes claim to be WebAssembly but fail to decode, validate or compile, or the
-    /// module is not a WASI command (it has no `_start` function to run).
+    /// The bytes claim to be WebAssembly but fail to decode, validate or compile, or they are
+    /// not a WASI command (a module without a `_start` function, a component without a
+    /// `wasi:cli/run` export).
     #[error("invalid WebAssembly module: {0}")]
     Invalid(String),
-    /// Valid WebAssembly that this node cannot run: a component, or a module whose imports
-    /// are not all provided (only WASI preview 1, `wasi_snapshot_preview1`, is).
+    /// Valid WebAssembly that this node cannot run: imports that are not all provided (WASI
+    /// preview 1 to modules, WASI 0.2 to components), or a binary format version it does
+    /// not know.
     #[error("unsupported WebAssembly: {0}")]
     Unsupported(String),
     /// The module is larger than the node's [`Limits::max_module_size`]; it is refused
@@ -229,12 +308,6 @@ pub enum ExitOutcome {
     },
 }
 
-/// The per-run store data: the guest's WASI context and its memory limiter.
-struct PodState {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
-}
-
 /// Enforces [`RunSpec::memory_limit_bytes`] and remembers whether it ever refused a grow, so
 /// that the trap that usually follows (a Rust guest aborts when allocation fails) can be
 /// reported as out-of-memory rather than as an unexplained trap.
@@ -270,16 +343,29 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 impl Runtime {
-    /// Creates the engine, the WASI linker and the epoch ticker thread.
+    /// Creates the engine, the WASI linkers and the epoch ticker thread, without an on-disk
+    /// compile cache: every image is compiled once per `Runtime`.
     ///
     /// Does not need a tokio runtime itself, but [`prepare`](Self::prepare) and
     /// [`run`](Self::run) must be awaited inside one.
     pub fn new() -> anyhow::Result<Runtime> {
-        Runtime::with_limits(Limits::default())
+        Runtime::configured(Limits::default(), None)
     }
 
     /// Like [`new`](Self::new), with node-wide caps other than the defaults.
     pub fn with_limits(limits: Limits) -> anyhow::Result<Runtime> {
+        Runtime::configured(limits, None)
+    }
+
+    /// Like [`new`](Self::new), with compiled code cached on disk in `dir` (created if
+    /// missing), so that another `Runtime` over the same directory — the node agent after a
+    /// restart — loads what this one compiled instead of compiling it again.
+    pub fn with_compile_cache(dir: impl AsRef<Path>) -> anyhow::Result<Runtime> {
+        Runtime::configured(Limits::default(), Some(dir.as_ref()))
+    }
+
+    /// The node agent's runtime: node-wide `limits`, and compiled code cached in `cache_dir`.
+    pub fn configured(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         // Symbolicating traps from DWARF would make every compile parse debug info, and the
@@ -297,23 +383,30 @@ impl Runtime {
         // it takes 4, so ~16,000 pods fit instead of ~9,000. See benches/runtime_bench.rs.
         config.guard_before_linear_memory(false);
         config.memory_init_cow(false);
+        let compile_cache = cache_dir.map(compile_cache).transpose()?;
+        config.cache(compile_cache.clone());
         // wasmtime 48 has its own error type, which converts into `anyhow::Error` but does not
         // implement `std::error::Error`, so anyhow's `context` needs the conversion first.
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
 
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut PodState| &mut state.wasi)
+        let module_linker = module::linker(&engine)
             .map_err(anyhow::Error::from)
             .context("adding WASI preview 1 to the linker")?;
+        let component_linker = component::linker(&engine)
+            .map_err(anyhow::Error::from)
+            .context("adding WASI 0.2 to the component linker")?;
 
         let ticker = spawn_epoch_ticker(engine.clone()).context("starting the epoch ticker")?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
                 limits,
-                linker: Arc::new(linker),
+                module_linker,
+                component_linker,
+                compile_cache,
+                compiling: Mutex::new(()),
                 cache: Mutex::new(HashMap::new()),
                 _ticker: ticker,
             }),
@@ -325,8 +418,8 @@ impl Runtime {
     /// Compilation runs on tokio's blocking pool, since it can take from milliseconds to
     /// seconds of CPU. The result is linked against WASI, so a module whose imports cannot be
     /// satisfied is rejected here ([`PrepareError::Unsupported`]) rather than when a pod
-    /// starts; likewise a module with no `_start` ([`PrepareError::Invalid`]). Failures are
-    /// not cached.
+    /// starts; likewise a module with no `_start` or a component with no `wasi:cli/run`
+    /// ([`PrepareError::Invalid`]). Failures are not cached.
     pub async fn prepare(&self, wasm: Vec<u8>) -> Result<PreparedModule, PrepareError> {
         let max = self.inner.limits.max_module_size;
         if wasm.len() as u64 > max {
@@ -335,7 +428,7 @@ impl Runtime {
                 max,
             });
         }
-        check_header(&wasm)?;
+        let kind = check_header(&wasm)?;
         let (digest, wasm) = if wasm.len() < HASH_INLINE_MAX {
             (digest_of(&wasm), wasm)
         } else {
@@ -353,7 +446,7 @@ impl Runtime {
             .or_default()
             .clone();
         let result = cell
-            .get_or_try_init(|| self.compile(digest.clone(), wasm))
+            .get_or_try_init(|| self.compile(kind, digest.clone(), wasm))
             .await
             .cloned();
         if result.is_err() {
@@ -366,44 +459,81 @@ impl Runtime {
         result
     }
 
-    /// Compiles and links a module on the blocking pool.
-    async fn compile(&self, digest: String, wasm: Vec<u8>) -> Result<PreparedModule, PrepareError> {
-        let engine = self.inner.engine.clone();
-        let linker = Arc::clone(&self.inner.linker);
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let module = Module::from_binary(&engine, &wasm)
-                .map_err(|e| PrepareError::Invalid(format!("{e:#}")))?;
-            check_is_command(&module)?;
-            let pre = linker.instantiate_pre(&module).map_err(|e| {
-                PrepareError::Unsupported(format!(
-                    "{e:#} (this node provides only WASI preview 1, `wasi_snapshot_preview1`)"
-                ))
-            })?;
-            Ok(PreparedModule {
-                pre,
-                digest: digest.into(),
-            })
-        })
-        .await
-        .expect("compiling a module panicked");
-        match &result {
-            Ok(m) => {
-                tracing::debug!(digest = m.digest(), elapsed = ?started.elapsed(), "compiled module")
-            }
-            Err(e) => tracing::debug!(error = %e, "module rejected"),
-        }
-        result
+    /// Compiles (or loads from the on-disk cache) and links a module on the blocking pool.
+    async fn compile(
+        &self,
+        kind: WasmKind,
+        digest: String,
+        wasm: Vec<u8>,
+    ) -> Result<PreparedModule, PrepareError> {
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.compile_blocking(kind, digest, &wasm))
+            .await
+            .expect("compiling a module panicked")
     }
 
-    /// How many compiled modules the cache holds.
+    fn compile_blocking(
+        &self,
+        kind: WasmKind,
+        digest: String,
+        wasm: &[u8],
+    ) -> Result<PreparedModule, PrepareError> {
+        let inner = &*self.inner;
+        let _compiling = inner.compiling.lock().expect("compile lock poisoned");
+        let hits_before = self.compile_cache_stats().map(|stats| stats.hits);
+        let started = Instant::now();
+        let program = match kind {
+            WasmKind::Module => {
+                module::prepare(&inner.engine, &inner.module_linker, wasm).map(Program::Module)
+            }
+            WasmKind::Component => component::prepare(&inner.engine, &inner.component_linker, wasm)
+                .map(Program::Component),
+        };
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let from_cache = hits_before.is_some()
+            && self.compile_cache_stats().map(|stats| stats.hits) > hits_before;
+        match program {
+            Ok(program) => {
+                if from_cache {
+                    tracing::info!(
+                        "loaded {kind} {digest} from the compile cache in {elapsed_ms:.1} ms"
+                    );
+                } else {
+                    tracing::info!("compiled {kind} {digest} in {elapsed_ms:.1} ms");
+                }
+                Ok(PreparedModule {
+                    program,
+                    engine: inner.engine.clone(),
+                    digest: digest.into(),
+                })
+            }
+            Err(error) => {
+                tracing::debug!(%error, "{kind} {digest} rejected");
+                Err(error)
+            }
+        }
+    }
+
+    /// How many compiled modules the in-memory cache holds.
     pub fn cached_modules(&self) -> usize {
         let cache = self.inner.cache.lock().expect("module cache poisoned");
         cache.values().filter(|cell| cell.initialized()).count()
     }
 
-    /// Runs the module's `_start` in a new, isolated instance until the guest exits, returns
-    /// or traps.
+    /// The on-disk compile cache's counters, or `None` without one
+    /// ([`with_compile_cache`](Self::with_compile_cache)).
+    pub fn compile_cache_stats(&self) -> Option<CompileCacheStats> {
+        self.inner
+            .compile_cache
+            .as_ref()
+            .map(|cache| CompileCacheStats {
+                hits: cache.cache_hits(),
+                misses: cache.cache_misses(),
+            })
+    }
+
+    /// Runs the module's `_start` (a component's `wasi:cli/run`) in a new, isolated instance
+    /// until the guest exits, returns or traps.
     ///
     /// To stop a guest, drop the returned future: the guest yields to tokio at least every
     /// epoch tick (about 10 ms), even in a busy loop, and dropping the future at a yield
@@ -414,7 +544,7 @@ impl Runtime {
     /// If `module` was prepared by an unrelated [`Runtime`].
     pub async fn run(&self, module: &PreparedModule, spec: RunSpec) -> ExitOutcome {
         assert!(
-            Engine::same(module.pre.module().engine(), &self.inner.engine),
+            Engine::same(&module.engine, &self.inner.engine),
             "module {} was prepared by a different Runtime",
             module.digest
         );
@@ -430,43 +560,29 @@ impl Runtime {
         // lines, and a pod costs one file descriptor for its log rather than two.
         let limits = self.inner.limits;
         let (stdout, stderr) = crate::log_file::log_streams(stdout, limits.max_log_size);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout)
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout)
             .stderr(stderr)
             .arg(&program_name)
             .args(&args)
-            .envs(&env)
-            .build_p1();
+            .envs(&env);
         let node_cap = limits.max_pod_memory;
         let (limit, whose) = match memory_limit_bytes {
             Some(bytes) if bytes <= node_cap => (bytes, LimitSource::Pod),
             _ => (node_cap, LimitSource::Node),
         };
-        let limit = Some(usize::try_from(limit).unwrap_or(usize::MAX));
-        let mut store = Store::new(
-            &self.inner.engine,
-            PodState {
-                wasi,
-                limiter: MemoryLimiter {
-                    limit,
-                    refused: None,
-                },
-            },
-        );
-        store.limiter(|state| &mut state.limiter);
-        // Yield to tokio on every tick, and come back for one more tick of work.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let limiter = MemoryLimiter {
+            limit: Some(limit),
+            refused: None,
+        };
 
-        let result = async {
-            let instance = module.pre.instantiate_async(&mut store).await?;
-            // `prepare` checked that `_start` exists with this type.
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await
-        }
-        .await;
-        let refused = store.data().limiter.refused;
-        outcome_of(result, limit.map(|l| (l, whose)), refused)
+        let engine = &self.inner.engine;
+        let (result, limiter) = match &module.program {
+            Program::Module(pre) => module::run(engine, pre, &mut wasi, limiter).await,
+            Program::Component(pre) => component::run(engine, pre, &mut wasi, limiter).await,
+        };
+        outcome_of(result, Some((limit, whose)), limiter.refused)
     }
 }
 
@@ -477,7 +593,26 @@ enum LimitSource {
     Node,
 }
 
-/// Turns how `_start` ended into an [`ExitOutcome`].
+/// What every run's store gets, whatever the kind: the memory limiter, and a deadline that
+/// yields to tokio on every epoch tick and comes back for one more tick of work.
+fn configure_store<T: 'static>(store: &mut Store<T>, limiter: fn(&mut T) -> &mut MemoryLimiter) {
+    store.limiter(move |state| limiter(state) as &mut dyn ResourceLimiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+}
+
+/// wasmtime's on-disk compile cache in `dir`, which must be absolute for wasmtime.
+fn compile_cache(dir: &Path) -> anyhow::Result<Cache> {
+    let dir: PathBuf = std::path::absolute(dir)
+        .with_context(|| format!("resolving the compile cache directory {}", dir.display()))?;
+    let mut config = CacheConfig::new();
+    config.with_directory(&dir);
+    Cache::new(config)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("opening the compile cache in {}", dir.display()))
+}
+
+/// Turns how a run ended into an [`ExitOutcome`].
 fn outcome_of(
     result: wasmtime::Result<()>,
     limit: Option<(usize, LimitSource)>,
@@ -547,9 +682,9 @@ fn describe_failure(error: &wasmtime::Error) -> String {
     message
 }
 
-/// Rejects bytes that are not a core Wasm module before wasmtime sees them, with a message
-/// that says what they are instead.
-fn check_header(wasm: &[u8]) -> Result<(), PrepareError> {
+/// Tells a core module from a component by the preamble, and rejects bytes that are neither
+/// before wasmtime sees them, with a message that says what they are instead.
+fn check_header(wasm: &[u8]) -> Result<WasmKind, PrepareError> {
     const MAGIC: &[u8] = b"\0asm";
     if !wasm.starts_with(MAGIC) {
         let what = if wasm.is_empty() {
@@ -564,40 +699,16 @@ fn check_header(wasm: &[u8]) -> Result<(), PrepareError> {
         };
         return Err(PrepareError::NotWasm(what));
     }
-    // The four bytes after the magic are a version and a layer; layer 1 is a component.
-    if wasm.get(6..8) == Some(&[1, 0]) {
-        return Err(PrepareError::Unsupported(
-            "WebAssembly components are not supported yet; build for wasm32-wasip1 to get a \
-             core module"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A pod runs a WASI command: it must export `_start` as a function of no arguments and no
-/// results. Refusing anything else at prepare time turns "the pod never ran" into an image
-/// error with a reason, instead of a trap at start.
-fn check_is_command(module: &Module) -> Result<(), PrepareError> {
-    match module.get_export("_start") {
-        Some(wasmtime::ExternType::Func(ty))
-            if ty.params().len() == 0 && ty.results().len() == 0 =>
-        {
-            Ok(())
-        }
-        Some(other) => Err(PrepareError::Invalid(format!(
-            "`_start` must be a function with no parameters or results, found {other:?}"
+    // The four bytes after the magic are a version (u16) and a layer (u16): core modules are
+    // version 1 layer 0, components layer 1 (version 0x0d while the format is a draft).
+    match wasm.get(4..8) {
+        Some([1, 0, 0, 0]) => Ok(WasmKind::Module),
+        Some([_, _, 1, 0]) => Ok(WasmKind::Component),
+        // Truncated or an unknown version: let wasmtime's decoder say what is wrong.
+        Some([_, _, 0, 0]) | None => Ok(WasmKind::Module),
+        Some(preamble) => Err(PrepareError::Unsupported(format!(
+            "unknown WebAssembly binary version/layer {preamble:02x?}"
         ))),
-        None if module.get_export("_initialize").is_some() => Err(PrepareError::Invalid(
-            "the module is a WASI reactor (it exports `_initialize`, not `_start`); pods need \
-             a command with a `_start` function"
-                .into(),
-        )),
-        None => Err(PrepareError::Invalid(
-            "the module has no `_start` function to run; build it as a WASI command (a binary \
-             crate for wasm32-wasip1)"
-                .into(),
-        )),
     }
 }
 
@@ -635,12 +746,12 @@ mod tests {
         assert!(not_wasm(b"  (module)").contains("text format"));
         assert!(not_wasm(b"<html>").contains("missing \\0asm magic"));
 
-        let component = b"\0asm\x0d\0\x01\0";
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(WasmKind::Component));
+        assert_eq!(check_header(b"\0asm\x01\0\0\0"), Ok(WasmKind::Module));
         assert!(matches!(
-            check_header(component),
-            Err(PrepareError::Unsupported(m)) if m.contains("components are not supported")
+            check_header(b"\0asm\x01\0\x07\0"),
+            Err(PrepareError::Unsupported(m)) if m.contains("unknown")
         ));
-        assert_eq!(check_header(b"\0asm\x01\0\0\0"), Ok(()));
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use flotilla_node::runtime::{ExitOutcome, Limits, PrepareError, PreparedModule, RunSpec, Runtime};
+use flotilla_node::runtime::{
+    CompileCacheStats, ExitOutcome, Limits, PrepareError, PreparedModule, RunSpec, Runtime,
+    WasmKind,
+};
 use sha2::Digest as _;
 
 use crate::{Log, sample};
@@ -448,21 +451,181 @@ async fn a_module_without_start_is_invalid() {
 }
 
 #[tokio::test]
-async fn components_are_unsupported() {
+async fn a_component_that_is_not_a_command_is_invalid() {
     let runtime = Runtime::new().unwrap();
-    // The preamble of a component: magic, version 0x0d, layer 1.
+    // The preamble of a component (magic, version 0x0d, layer 1) and nothing else: a valid,
+    // empty component, which exports no `wasi:cli/run` to start.
     let component = b"\0asm\x0d\0\x01\0".to_vec();
 
     let error = runtime.prepare(component).await.unwrap_err();
 
-    assert_eq!(
-        error,
-        PrepareError::Unsupported(
-            "WebAssembly components are not supported yet; build for wasm32-wasip1 to get a \
-             core module"
-                .into()
-        )
+    assert!(
+        matches!(&error, PrepareError::Invalid(m) if m.contains("not a WASI command")),
+        "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_component_sees_its_args_and_env_writes_its_log_and_exits_with_its_code() {
+    let runtime = Runtime::new().unwrap();
+    let hello = prepare(&runtime, "hello-p2").await;
+    assert_eq!(hello.kind(), WasmKind::Component);
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+
+    let log = Log::new();
+    let outcome = runtime
+        .run(
+            &hello,
+            RunSpec {
+                env: vec![("GREETING".into(), "hello world".into())],
+                ..spec("hello-p2", &["one", "two words"], &log)
+            },
+        )
+        .await;
+
+    assert_eq!(outcome, ExitOutcome::Exited(0));
+    assert_eq!(
+        log.contents(),
+        "Hello from a WASI 0.2 component!\n\
+         arg[0]=hello-p2\n\
+         arg[1]=one\n\
+         arg[2]=two words\n\
+         env GREETING=hello world\n\
+         And this one goes to stderr.\n",
+        "the component saw more or less than it was given"
+    );
+
+    // Rust's std on wasip2 exits through `wasi:cli/exit`, which carries only success or
+    // failure (a code needs the unstable `exit-with-code`): any failing code is 1.
+    let log = Log::new();
+    let outcome = runtime
+        .run(
+            &hello,
+            RunSpec {
+                env: vec![("EXIT_CODE".into(), "7".into())],
+                ..spec("hello-p2", &[], &log)
+            },
+        )
+        .await;
+    assert_eq!(outcome, ExitOutcome::Exited(1));
+    assert!(log.contents().contains("And this one goes to stderr."));
+}
+
+/// A command component with nothing but a `wasi:cli/run` whose core function has `body`,
+/// written inline: enough to test how runs end without another Rust sample per behaviour.
+fn command_component(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m
+                (func $run (export "run") (result i32) {body}))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $cli (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $cli)))"#
+    ))
+    .expect("valid component text")
+}
+
+fn trapping_component() -> Vec<u8> {
+    command_component("unreachable")
+}
+
+/// On a current-thread runtime, the timer can only fire if the spinning guest yields.
+#[tokio::test]
+async fn a_spinning_component_yields_and_stops_when_dropped() {
+    let runtime = Runtime::new().unwrap();
+    let spin = runtime
+        .prepare(command_component("(loop br 0) i32.const 0"))
+        .await
+        .unwrap();
+    let log = Log::new();
+
+    let run = runtime.run(&spin, spec("spin", &[], &log));
+    let result = tokio::time::timeout(Duration::from_millis(100), run).await;
+
+    assert!(result.is_err(), "the spinning component ended: {result:?}");
+}
+
+#[tokio::test]
+async fn a_trapping_component_is_reported_like_a_trapping_module() {
+    let runtime = Runtime::new().unwrap();
+    let component = runtime.prepare(trapping_component()).await.unwrap();
+    assert_eq!(component.kind(), WasmKind::Component);
+    let log = Log::new();
+
+    let outcome = runtime.run(&component, spec("trap", &[], &log)).await;
+
+    let ExitOutcome::Trapped { message } = outcome else {
+        panic!("expected a trap, got {outcome:?}");
+    };
+    assert!(
+        message.starts_with("wasm trap: wasm `unreachable` instruction executed"),
+        "message: {message}"
+    );
+    assert!(
+        message.contains("wasm backtrace:\n   0: "),
+        "message: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_past_its_memory_limit_is_out_of_memory() {
+    let runtime = Runtime::new().unwrap();
+    let hello = prepare(&runtime, "hello-p2").await;
+    let log = Log::new();
+
+    let outcome = runtime
+        .run(
+            &hello,
+            RunSpec {
+                memory_limit_bytes: Some(64 << 10),
+                ..spec("hello-p2", &[], &log)
+            },
+        )
+        .await;
+
+    assert!(
+        matches!(&outcome, ExitOutcome::OutOfMemory { message } if message.contains("65536")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_runtime_over_the_same_cache_dir_loads_instead_of_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Runtime::with_compile_cache(dir.path()).unwrap();
+    for name in ["hello", "hello-p2"] {
+        prepare(&first, name).await;
+    }
+    assert_eq!(
+        first.compile_cache_stats(),
+        Some(CompileCacheStats { hits: 0, misses: 2 }),
+        "a fresh cache compiles both"
+    );
+    drop(first);
+
+    // A new engine with the same configuration: what a restarted node agent has.
+    let second = Runtime::with_compile_cache(dir.path()).unwrap();
+    let hello = prepare(&second, "hello").await;
+    let hello_p2 = prepare(&second, "hello-p2").await;
+    assert_eq!(
+        second.compile_cache_stats(),
+        Some(CompileCacheStats { hits: 2, misses: 0 }),
+        "the second runtime compiled again"
+    );
+
+    // And the loaded code runs.
+    let log = Log::new();
+    assert_eq!(
+        second.run(&hello, spec("hello", &[], &log)).await,
+        ExitOutcome::Exited(0)
+    );
+    assert_eq!(
+        second.run(&hello_p2, spec("hello-p2", &[], &log)).await,
+        ExitOutcome::Exited(0)
+    );
+    assert_eq!(log.contents().matches("goes to stderr").count(), 2);
+    assert_eq!(Runtime::new().unwrap().compile_cache_stats(), None);
 }
 
 #[tokio::test]
