@@ -7,6 +7,7 @@ mod clients;
 mod deployments;
 mod durability;
 mod hostile;
+mod images;
 mod kubectl_apply;
 mod kubectl_commands;
 mod node_failure;

@@ -2,7 +2,11 @@
 //!
 //! - `file:///abs/path/app.wasm`: a file on the node;
 //! - `NAME`, `NAME:latest`: `NAME.wasm` in one of the node's module directories (`flotilla up`
-//!   points one at the built samples), so manifests work from any checkout location.
+//!   points one at the built samples), so manifests work from any checkout location;
+//! - `http://host[:port]/path/app.wasm[@sha256:HEX]`: downloaded (see [`http`]), checked
+//!   against the digest when one is given.
+
+mod http;
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +22,22 @@ pub enum PullError {
         "no module named {name:?} in the node's module directories ({searched}); build it (wasm-samples/build.sh) or use a file:///absolute/path.wasm image"
     )]
     NotFound { name: String, searched: String },
-    #[error("image {0:?} is not supported yet: use file:///absolute/path.wasm or a module name")]
+    #[error(
+        "image {0:?} is not supported yet: use a module name, file:///absolute/path.wasm or http://host/path.wasm (optionally @sha256:DIGEST)"
+    )]
     Unsupported(String),
+    #[error("image {image:?} is malformed: {why}")]
+    BadReference { image: String, why: String },
+    #[error("downloading {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    #[error(
+        "the module downloaded from {url} has digest sha256:{actual}, not the sha256:{expected} the image pins; it changed or was tampered with"
+    )]
+    DigestMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
     #[error(
         "module file {path} is {size} bytes, over this node's limit of {max} bytes (--max-module-size)"
     )]
@@ -48,6 +66,9 @@ impl Resolver {
     /// itself stops at the cap in case the file grows meanwhile.
     pub async fn fetch(&self, image: &str) -> Result<Vec<u8>, PullError> {
         use tokio::io::AsyncReadExt as _;
+        if image.starts_with("http://") {
+            return http::HttpImage::parse(image)?.download(self.max_size).await;
+        }
         let path = self.locate(image)?;
         let shown = || path.display().to_string();
         let unreadable = |source| PullError::Unreadable {
