@@ -50,3 +50,34 @@ fn a_separate_node_agent_registers_and_runs_pods() -> anyhow::Result<()> {
     assert!(logs.contains("Hello from flotilla!"), "{logs}");
     Ok(())
 }
+
+#[test]
+fn a_node_offers_the_machine_or_the_share_its_flags_set() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    // By default: the machine's memory, as the kubelet reports it (MemTotal in Ki).
+    let memory = cluster.field("node/node-1", ".status.allocatable.memory");
+    assert!(memory.ends_with("Ki") && memory != "16Gi", "{memory}");
+    let _share = cluster.join_node(
+        "share",
+        &["--cpu", "500m", "--memory", "256Mi", "--max-pods", "20"],
+    )?;
+    for (resource, expected) in [("cpu", "500m"), ("memory", "256Mi"), ("pods", "20")] {
+        assert_eq!(
+            cluster.field("node/share", &format!(".status.allocatable.{resource}")),
+            expected
+        );
+        assert_eq!(
+            cluster.field("node/share", &format!(".status.capacity.{resource}")),
+            expected
+        );
+    }
+    // A quantity that is not one is refused before the agent starts.
+    let refused = std::process::Command::new(flotilla_bin())
+        .args(["node", "--name", "bad", "--cpu", "lots"])
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .output()?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("CPU quantity"));
+    Ok(())
+}

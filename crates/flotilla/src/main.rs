@@ -64,6 +64,8 @@ struct NodeArgs {
     lease_renew_interval: std::time::Duration,
     #[command(flatten)]
     limits: up::NodeLimitsArgs,
+    #[command(flatten)]
+    resources: up::NodeResourcesArgs,
 }
 
 fn init_logging(default: &str) {
@@ -131,6 +133,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.lease_renew_interval = args.lease_renew_interval;
     config.limits = args.limits.limits();
+    config.resources = args.resources.resources();
     flotilla_node::NodeAgent::new(client, config)
         .run(up::shutdown_signal())
         .await

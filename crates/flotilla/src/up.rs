@@ -28,6 +28,8 @@ pub struct UpArgs {
     #[command(flatten)]
     limits: NodeLimitsArgs,
     #[command(flatten)]
+    resources: NodeResourcesArgs,
+    #[command(flatten)]
     lifecycle: crate::controller_manager::NodeLifecycleArgs,
     #[command(flatten)]
     election: crate::controller_manager::ElectionArgs,
@@ -61,6 +63,46 @@ impl NodeLimitsArgs {
             max_log_size: self.max_log_size,
         }
     }
+}
+
+/// What a node offers the scheduler, when not the whole machine: shared by `up` and `node`.
+#[derive(clap::Args)]
+pub struct NodeResourcesArgs {
+    /// CPU the node offers, as a Kubernetes quantity (2, 1500m); default: the machine's cores.
+    #[arg(long, value_name = "QUANTITY", value_parser = parse_cpu)]
+    cpu: Option<String>,
+    /// Memory the node offers (8Gi, 512Mi); default: the machine's memory.
+    #[arg(long, value_name = "QUANTITY", value_parser = parse_memory)]
+    memory: Option<String>,
+    /// Most pods the node takes, as the kubelet's --max-pods.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_pods: u32,
+}
+
+impl NodeResourcesArgs {
+    pub fn resources(&self) -> flotilla_node::Resources {
+        let machine = flotilla_node::Resources::of_machine();
+        flotilla_node::Resources {
+            cpu: self.cpu.clone().unwrap_or(machine.cpu),
+            memory: self.memory.clone().unwrap_or(machine.memory),
+            pods: self.max_pods,
+        }
+    }
+}
+
+/// A CPU quantity: whole or fractional cores (`2`, `0.5`) or millicores (`1500m`).
+fn parse_cpu(quantity: &str) -> Result<String, String> {
+    let number = quantity.strip_suffix('m').unwrap_or(quantity);
+    match number.parse::<f64>() {
+        Ok(value) if value > 0.0 && value.is_finite() => Ok(quantity.to_string()),
+        _ => Err(format!(
+            "{quantity:?} is not a positive CPU quantity such as 2, 0.5 or 1500m"
+        )),
+    }
+}
+
+fn parse_memory(quantity: &str) -> Result<String, String> {
+    parse_bytes(quantity).map(|_| quantity.to_string())
 }
 
 fn parse_bytes(quantity: &str) -> Result<u64, String> {
@@ -194,6 +236,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
         config.module_dirs = module_dirs.clone();
         config.limits = args.limits.limits();
+        config.resources = args.resources.resources();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.
         config.lease_renew_interval =
             (args.lifecycle.node_grace_period / 4).min(Duration::from_secs(10));

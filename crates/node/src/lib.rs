@@ -24,6 +24,7 @@ mod logs;
 mod pod;
 pub mod quantity;
 mod registration;
+pub use registration::Resources;
 pub mod runtime;
 
 use anyhow::{Context, Result};
@@ -57,6 +58,8 @@ pub struct NodeConfig {
     pub lease_renew_interval: Duration,
     /// Node-wide caps on what any one pod may take: memory, module size, log size.
     pub limits: runtime::Limits,
+    /// What the node offers the scheduler (capacity and allocatable in its status).
+    pub resources: registration::Resources,
 }
 
 impl NodeConfig {
@@ -69,6 +72,7 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(10),
             lease_renew_interval: Duration::from_secs(10),
             limits: runtime::Limits::default(),
+            resources: registration::Resources::of_machine(),
         }
     }
 }
@@ -105,8 +109,13 @@ impl NodeAgent {
         let log_address = listener.local_addr()?;
         let log_server = tokio::spawn(logs::serve(listener, log_store.clone()));
         let _log_server = AbortOnDrop(log_server);
-        let ready_since = jiff::Timestamp::now();
-        let node = registration::register(&client, &config.name, log_address, ready_since).await?;
+        let identity = registration::Identity {
+            name: config.name.clone(),
+            log_address,
+            ready_since: jiff::Timestamp::now(),
+            resources: config.resources.clone(),
+        };
+        let node = registration::register(&client, &identity).await?;
         let lease = tokio::spawn(lease::keep_renewed(
             client.clone(),
             config.name.clone(),
@@ -116,9 +125,7 @@ impl NodeAgent {
         let _lease = AbortOnDrop(lease);
         let heartbeat = tokio::spawn(registration::heartbeat(
             client.clone(),
-            config.name.clone(),
-            log_address,
-            ready_since,
+            identity,
             config.heartbeat,
         ));
         let _heartbeat = AbortOnDrop(heartbeat);

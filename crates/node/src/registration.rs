@@ -15,7 +15,57 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Pods one node agent offers to run: Wasm instances are small, so far more than a kubelet's 110.
-const POD_CAPACITY: &str = "10000";
+const POD_CAPACITY: u32 = 10_000;
+
+/// What the node offers the scheduler, as Kubernetes quantities; reported as both capacity and
+/// allocatable. By default the machine's cores and memory and [`POD_CAPACITY`] pods; the
+/// node's flags (`--cpu`, `--memory`, `--max-pods`) set a share of the machine instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+}
+
+impl Resources {
+    /// The whole machine.
+    pub fn of_machine() -> Self {
+        Resources {
+            cpu: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .to_string(),
+            memory: machine_memory(),
+            pods: POD_CAPACITY,
+        }
+    }
+
+    fn quantities(&self) -> BTreeMap<String, Quantity> {
+        [
+            ("cpu", self.cpu.clone()),
+            ("memory", self.memory.clone()),
+            ("pods", self.pods.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v)))
+        .collect()
+    }
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources::of_machine()
+    }
+}
+
+/// Who this node is, for its Node object: its name, where its log endpoint listens, when it
+/// became Ready (the agent's start, which heartbeats must not move) and what it offers.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub log_address: SocketAddr,
+    pub ready_since: jiff::Timestamp,
+    pub resources: Resources,
+}
 
 /// The machine's memory as a quantity (`MemTotal` of `/proc/meminfo`), what the kubelet
 /// reports as capacity; 16Gi where the machine does not say.
@@ -35,23 +85,15 @@ fn mem_total_kib(meminfo: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// The Node's status; `ready_since` is when it last became Ready (the agent's start), which a
-/// heartbeat must not move.
-fn status(log_address: SocketAddr, ready_since: jiff::Timestamp) -> NodeStatus {
+/// The Node's status.
+fn status(identity: &Identity) -> NodeStatus {
+    let Identity {
+        log_address,
+        ready_since,
+        ..
+    } = *identity;
     let now = Time(jiff::Timestamp::now());
-    let capacity: BTreeMap<String, Quantity> = [
-        (
-            "cpu",
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .to_string(),
-        ),
-        ("memory", machine_memory()),
-        ("pods", POD_CAPACITY.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), Quantity(v)))
-    .collect();
+    let capacity = identity.resources.quantities();
     NodeStatus {
         capacity: Some(capacity.clone()),
         allocatable: Some(capacity),
@@ -91,12 +133,8 @@ fn status(log_address: SocketAddr, ready_since: jiff::Timestamp) -> NodeStatus {
 
 /// Creates the Node, or takes over an existing one of the same name (a restarted agent), and
 /// returns it as stored (its uid is what the node's Lease is owned by).
-pub async fn register(
-    client: &Client,
-    name: &str,
-    log_address: SocketAddr,
-    ready_since: jiff::Timestamp,
-) -> Result<Node> {
+pub async fn register(client: &Client, identity: &Identity) -> Result<Node> {
+    let name = identity.name.as_str();
     let nodes: Api<Node> = Api::all(client.clone());
     let labels: BTreeMap<String, String> = [
         ("kubernetes.io/hostname", name),
@@ -114,7 +152,7 @@ pub async fn register(
             ..Default::default()
         },
         spec: Some(NodeSpec::default()),
-        status: Some(status(log_address, ready_since)),
+        status: Some(status(identity)),
     };
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = name, "registered node"),
@@ -123,38 +161,31 @@ pub async fn register(
         }
         Err(error) => return Err(error).context(format!("registering node {name}")),
     }
-    post_status(&nodes, name, log_address, ready_since)
+    post_status(&nodes, identity)
         .await
         .context("posting the node status")
 }
 
-async fn post_status(
-    nodes: &Api<Node>,
-    name: &str,
-    log_address: SocketAddr,
-    ready_since: jiff::Timestamp,
-) -> kube::Result<Node> {
-    let patch = serde_json::json!({"status": status(log_address, ready_since)});
+async fn post_status(nodes: &Api<Node>, identity: &Identity) -> kube::Result<Node> {
+    let patch = serde_json::json!({"status": status(identity)});
     nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(
+            &identity.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
 }
 
 /// Renews the Ready condition every `every`, so the cluster can tell a live node from a dead one.
-pub async fn heartbeat(
-    client: Client,
-    name: String,
-    log_address: SocketAddr,
-    ready_since: jiff::Timestamp,
-    every: Duration,
-) {
+pub async fn heartbeat(client: Client, identity: Identity, every: Duration) {
     let nodes: Api<Node> = Api::all(client);
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        if let Err(error) = post_status(&nodes, &name, log_address, ready_since).await {
-            tracing::warn!(node = %name, %error, "heartbeat failed; will retry");
+        if let Err(error) = post_status(&nodes, &identity).await {
+            tracing::warn!(node = %identity.name, %error, "heartbeat failed; will retry");
         }
     }
 }
