@@ -81,3 +81,32 @@ fn a_node_offers_the_machine_or_the_share_its_flags_set() -> anyhow::Result<()> 
     assert!(String::from_utf8_lossy(&refused.stderr).contains("CPU quantity"));
     Ok(())
 }
+
+#[test]
+fn restart_back_off_follows_the_node_flags() -> anyhow::Result<()> {
+    // With the kubelet's 10 s doubling, three restarts would take over a minute.
+    let cluster = Cluster::start_with(
+        1,
+        &["--restart-backoff", "200ms", "--max-restart-backoff", "1s"],
+    )?;
+    checked_apply(
+        &cluster,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec: {containers: [{name: c, image: trap}]}\n",
+    )?;
+    flotilla_e2e::wait_until(SETTLE, "three restarts", || {
+        let restarts = cluster.field("pod/crasher", ".status.containerStatuses[0].restartCount");
+        Ok(restarts.parse::<u32>().unwrap_or(0) >= 3)
+    })?;
+    let message = cluster.field(
+        "pod/crasher",
+        ".status.containerStatuses[0].state.waiting.message",
+    );
+    let reason = cluster.field(
+        "pod/crasher",
+        ".status.containerStatuses[0].state.waiting.reason",
+    );
+    if reason == "CrashLoopBackOff" {
+        assert!(message.contains("back-off"), "{message}");
+    }
+    Ok(())
+}

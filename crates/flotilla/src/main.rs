@@ -134,6 +134,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.lease_renew_interval = args.lease_renew_interval;
     config.limits = args.limits.limits();
     config.resources = args.resources.resources();
+    config.restart_backoff = args.resources.backoff();
     flotilla_node::NodeAgent::new(client, config)
         .run(up::shutdown_signal())
         .await

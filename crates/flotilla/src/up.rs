@@ -65,7 +65,7 @@ impl NodeLimitsArgs {
     }
 }
 
-/// What a node offers the scheduler, when not the whole machine: shared by `up` and `node`.
+/// What a node offers the scheduler, and how its containers restart: shared by `up` and `node`.
 #[derive(clap::Args)]
 pub struct NodeResourcesArgs {
     /// CPU the node offers, as a Kubernetes quantity (2, 1500m); default: the machine's cores.
@@ -77,9 +77,23 @@ pub struct NodeResourcesArgs {
     /// Most pods the node takes, as the kubelet's --max-pods.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_pods: u32,
+    /// First delay before a failed container restarts (or a failed pull is retried); it
+    /// doubles on each failure, as in Kubernetes (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    restart_backoff: std::time::Duration,
+    /// The longest that delay grows to.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    max_restart_backoff: std::time::Duration,
 }
 
 impl NodeResourcesArgs {
+    pub fn backoff(&self) -> flotilla_node::BackoffPolicy {
+        flotilla_node::BackoffPolicy {
+            initial: self.restart_backoff,
+            max: self.max_restart_backoff.max(self.restart_backoff),
+        }
+    }
+
     pub fn resources(&self) -> flotilla_node::Resources {
         let machine = flotilla_node::Resources::of_machine();
         flotilla_node::Resources {
@@ -237,6 +251,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         config.module_dirs = module_dirs.clone();
         config.limits = args.limits.limits();
         config.resources = args.resources.resources();
+        config.restart_backoff = args.resources.backoff();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.
         config.lease_renew_interval =
             (args.lifecycle.node_grace_period / 4).min(Duration::from_secs(10));

@@ -24,6 +24,7 @@ mod logs;
 mod pod;
 pub mod quantity;
 mod registration;
+pub use pod::BackoffPolicy;
 pub use registration::Resources;
 pub mod runtime;
 
@@ -60,6 +61,8 @@ pub struct NodeConfig {
     pub limits: runtime::Limits,
     /// What the node offers the scheduler (capacity and allocatable in its status).
     pub resources: registration::Resources,
+    /// How container restarts and image pull retries back off.
+    pub restart_backoff: pod::BackoffPolicy,
 }
 
 impl NodeConfig {
@@ -73,6 +76,7 @@ impl NodeConfig {
             lease_renew_interval: Duration::from_secs(10),
             limits: runtime::Limits::default(),
             resources: registration::Resources::of_machine(),
+            restart_backoff: pod::BackoffPolicy::default(),
         }
     }
 }
@@ -144,6 +148,7 @@ impl NodeAgent {
                 "kubelet",
                 Some(config.name.clone()),
             ),
+            backoff: config.restart_backoff,
         };
         let mut supervisor = Supervisor {
             context,

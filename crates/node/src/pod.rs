@@ -29,6 +29,7 @@ pub struct PodContext {
     pub images: Resolver,
     pub logs: LogStore,
     pub recorder: Recorder,
+    pub backoff: BackoffPolicy,
 }
 
 /// A running pod supervisor.
@@ -64,29 +65,46 @@ pub fn is_finished(pod: &Pod) -> bool {
     )
 }
 
-/// Exponential back-off as the kubelet does it: 10 s doubling to 5 min, reset after a run
-/// that lasted 10 min.
+/// How restarts (and retried pulls) back off: the kubelet's 10 s doubling to 5 min by
+/// default; tests and impatient clusters set shorter ones (`--restart-backoff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Exponential back-off as the kubelet does it: doubling from the policy's initial delay to
+/// its maximum, reset after a run that lasted 10 min.
 struct Backoff {
+    policy: BackoffPolicy,
     next: Duration,
 }
 
 impl Backoff {
-    const INITIAL: Duration = Duration::from_secs(10);
-    const MAX: Duration = Duration::from_secs(300);
     const RESET_AFTER: Duration = Duration::from_secs(600);
 
-    fn new() -> Self {
+    fn new(policy: BackoffPolicy) -> Self {
         Backoff {
-            next: Self::INITIAL,
+            policy,
+            next: policy.initial,
         }
     }
 
     fn after_run(&mut self, ran_for: Duration) -> Duration {
         if ran_for >= Self::RESET_AFTER {
-            self.next = Self::INITIAL;
+            self.next = self.policy.initial;
         }
         let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
+        self.next = (self.next * 2).min(self.policy.max);
         delay
     }
 }
@@ -127,6 +145,9 @@ struct Shared {
     api: Api<Pod>,
     state: Mutex<PodState>,
     changed: Notify,
+    /// Held for each status write, rendering included, so writes land in the order they were
+    /// rendered: the reporter's write of an older state can never land after the last one.
+    writing: tokio::sync::Mutex<()>,
     context: PodContext,
 }
 
@@ -210,9 +231,10 @@ impl Shared {
         }})
     }
 
-    /// Writes the current status. A pod deleted meanwhile is not an error.
-    /// Writes the current status; false if the apiserver could not take it.
+    /// Writes the current status; false if the apiserver could not take it. A pod deleted
+    /// meanwhile is not an error.
     async fn publish(&self) -> bool {
+        let _turn = self.writing.lock().await;
         let patch = self.render();
         match self
             .api
@@ -356,6 +378,7 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
             failure: None,
         }),
         changed: Notify::new(),
+        writing: tokio::sync::Mutex::new(()),
         context,
     });
     let mut tasks = JoinSet::new();
@@ -404,7 +427,7 @@ async fn run_container(shared: Arc<Shared>, index: usize, container: Container) 
         .and_then(|r| r.limits.as_ref())
         .and_then(|l| l.get("memory"))
         .and_then(|q| crate::quantity::bytes(&q.0));
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(shared.context.backoff);
     let pod_name = shared.pod.name_any();
     let namespace = shared.pod.namespace().unwrap_or_default();
     let uid = shared.pod.uid().unwrap_or_default();
@@ -541,7 +564,7 @@ fn arguments(container: &Container) -> Vec<String> {
 /// Loads and compiles the container's module, retrying with back-off until it works.
 async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedModule {
     let image = container.image.clone().unwrap_or_default();
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(shared.context.backoff);
     loop {
         let began = Instant::now();
         let result = match shared.context.images.fetch(&image).await {
@@ -598,7 +621,7 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
 /// The container's environment, exactly as declared, retrying while a referenced ConfigMap
 /// is missing (`CreateContainerConfigError`, as the kubelet reports it).
 async fn configure(shared: &Shared, index: usize, container: &Container) -> Vec<(String, String)> {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(shared.context.backoff);
     loop {
         match environment(shared, container).await {
             Ok(env) => return env,
@@ -703,7 +726,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_five_minutes_and_resets_after_a_long_run() {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BackoffPolicy::default());
         let delays: Vec<u64> = (0..7)
             .map(|_| backoff.after_run(Duration::from_secs(1)).as_secs())
             .collect();
