@@ -5,9 +5,12 @@
 //!
 //! cargo bench -p flotilla-e2e --bench controllers
 
+mod common;
+
+use common::{next_event, open_watch};
 use flotilla_e2e::Cluster;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -28,35 +31,15 @@ fn deployment(name: &str, replicas: u32) -> String {
     .to_string()
 }
 
-/// Opens a watch on one object of a collection and returns a reader of its event lines.
+/// Opens a watch on one object of a collection.
 fn watch(server: &str, collection: &str, name: &str) -> BufReader<TcpStream> {
-    let mut stream = TcpStream::connect(server).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(300)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {collection}?watch=1&fieldSelector=metadata.name%3D{name} HTTP/1.1\r\nHost: {server}\r\n\r\n"
-    )
-    .unwrap();
-    BufReader::new(stream)
+    let path = format!("{collection}?fieldSelector=metadata.name%3D{name}");
+    open_watch(server, &path, Duration::from_secs(300))
 }
 
 /// Blocks until the watched object satisfies `done`.
 fn until(reader: &mut BufReader<TcpStream>, done: impl Fn(&Value) -> bool) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).expect("watch read") > 0,
-            "watch ended early"
-        );
-        if let Ok(event) = serde_json::from_str::<Value>(line.trim())
-            && done(&event["object"])
-        {
-            return;
-        }
-    }
+    while !done(&next_event(reader)["object"]) {}
 }
 
 fn pods(cluster: &Cluster, selector: &str) -> Vec<Value> {

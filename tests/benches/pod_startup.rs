@@ -7,43 +7,28 @@
 
 mod common;
 
-use common::percentile;
+use common::{next_event, open_watch, percentile};
 use flotilla_e2e::Cluster;
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 20;
 
-/// Opens a watch on one pod and returns a reader of its event lines.
+/// Opens a watch on one pod.
 fn watch_pod(server: &str, name: &str) -> BufReader<TcpStream> {
-    let mut stream = TcpStream::connect(server).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /api/v1/namespaces/default/pods?watch=1&fieldSelector=metadata.name%3D{name} HTTP/1.1\r\nHost: {server}\r\n\r\n"
-    )
-    .unwrap();
-    BufReader::new(stream)
+    let path = format!("/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3D{name}");
+    open_watch(server, &path, Duration::from_secs(30))
 }
 
 /// Blocks until the watch reports the pod Succeeded.
 fn until_succeeded(reader: &mut BufReader<TcpStream>) {
-    let mut line = String::new();
     loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).expect("watch read") > 0,
-            "watch ended early"
-        );
-        if let Ok(event) = serde_json::from_str::<serde_json::Value>(line.trim()) {
-            match event["object"]["status"]["phase"].as_str() {
-                Some("Succeeded") => return,
-                Some("Failed") => panic!("the pod failed: {event}"),
-                _ => {}
-            }
+        let event = next_event(reader);
+        match event["object"]["status"]["phase"].as_str() {
+            Some("Succeeded") => return,
+            Some("Failed") => panic!("the pod failed: {event}"),
+            _ => {}
         }
     }
 }

@@ -8,11 +8,9 @@
 
 mod common;
 
-use common::{Connection, ms, percentile};
+use common::{Connection, ms, next_event, open_watch, percentile};
 use flotilla_e2e::Cluster;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,35 +29,18 @@ fn pod(n: usize) -> String {
     .to_string()
 }
 
-/// Watches every pod and records when each is first seen Succeeded; returns once all are.
+/// Watches every pod and records when each task is first seen Succeeded; returns once all
+/// are. The warm-up pod is not a task and is not counted.
 fn watch_until_all_succeed(server: &str, done: Arc<Mutex<HashMap<String, Instant>>>) {
-    let mut stream = TcpStream::connect(server).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {PODS_PATH}?watch=1 HTTP/1.1\r\nHost: {server}\r\n\r\n"
-    )
-    .unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
+    let mut reader = open_watch(server, PODS_PATH, Duration::from_secs(120));
     loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).expect("watch read") > 0,
-            "watch ended early"
-        );
-        // Chunk-size lines of the chunked body are not JSON and are skipped.
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
-            continue;
-        };
+        let event = next_event(&mut reader);
         let phase = event["object"]["status"]["phase"].as_str();
         assert_ne!(phase, Some("Failed"), "a task failed: {event}");
-        if phase == Some("Succeeded") {
-            let name = event["object"]["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default();
+        let name = event["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default();
+        if phase == Some("Succeeded") && name.starts_with("task-") {
             let mut done = done.lock().unwrap();
             done.entry(name.to_string()).or_insert_with(Instant::now);
             if done.len() == PODS {

@@ -1,4 +1,5 @@
-//! What the API benchmarks share: a keep-alive HTTP/1.1 client and percentiles.
+//! What the benchmarks share: a keep-alive HTTP/1.1 client, raw watch streams and
+//! percentiles.
 
 #![allow(dead_code)] // Each bench uses its own subset.
 
@@ -6,7 +7,39 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::Duration;
+
+/// Opens a watch (`path` is the collection with its query, without `watch=1`) and returns
+/// the reader of its event lines; a read waits at most `timeout`.
+pub fn open_watch(server: &str, path: &str, timeout: Duration) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(server).expect("connect");
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let separator = if path.contains('?') { '&' } else { '?' };
+    write!(
+        stream,
+        "GET {path}{separator}watch=1 HTTP/1.1\r\nHost: {server}\r\n\r\n"
+    )
+    .unwrap();
+    BufReader::new(stream)
+}
+
+/// The next event of a watch, skipping the chunk-size lines of the chunked body; panics if
+/// the watch ends.
+pub fn next_event(reader: &mut BufReader<TcpStream>) -> serde_json::Value {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("watch read") > 0,
+            "watch ended early"
+        );
+        if let Ok(event) = serde_json::from_str(line.trim()) {
+            return event;
+        }
+    }
+}
 
 /// One keep-alive HTTP/1.1 connection to the API server.
 pub struct Connection(SendRequest<Full<Bytes>>);
