@@ -12,6 +12,7 @@ mod kubectl_apply;
 mod kubectl_commands;
 mod node_failure;
 mod nodes;
+mod pod_spec;
 mod pods;
 mod watch;
 mod workloads_batch;

@@ -25,7 +25,31 @@ pub fn apply(kind: &str, object: &mut Value) {
         "ReplicationController" => replication_controller(object),
         "DaemonSet" => daemon_set(object),
         "Job" => job(object),
+        "Secret" => secret(object),
         _ => {}
+    }
+}
+
+/// A Secret's `stringData` is a write-only convenience: each entry is base64-encoded into
+/// `data` (overriding a key of the same name there) and the field itself is never stored, as
+/// in Kubernetes. `type` defaults to `Opaque`.
+fn secret(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(secret) = secret.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(strings)) = secret.remove("stringData") {
+        let data = ensure_map(secret, "data");
+        for (key, value) in strings {
+            if let Some(text) = value.as_str() {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+                data.insert(key, Value::String(encoded));
+            }
+        }
+    }
+    let type_ = secret.entry("type").or_insert(json!(""));
+    if type_.as_str().is_none_or(str::is_empty) {
+        *type_ = json!("Opaque");
     }
 }
 
@@ -306,6 +330,18 @@ mod tests {
         assert_eq!(
             namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
             "team"
+        );
+    }
+
+    #[test]
+    fn secret_string_data_is_encoded_into_data() {
+        let mut secret = json!({"metadata": {"name": "s"},
+            "data": {"a": "b2xk", "b": "a2VlcA=="}, "stringData": {"a": "new", "c": "x"}});
+        apply("Secret", &mut secret);
+        assert_eq!(
+            secret,
+            json!({"metadata": {"name": "s"}, "type": "Opaque",
+                "data": {"a": "bmV3", "b": "a2VlcA==", "c": "eA=="}})
         );
     }
 

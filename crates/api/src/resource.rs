@@ -119,6 +119,16 @@ pub const RESOURCES: &[ResourceType] = &[
     ResourceType {
         group: "",
         version: "v1",
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
         kind: "Event",
         plural: "events",
         singular: "event",

@@ -6,6 +6,8 @@ use crate::status::{ApiStatus, Cause};
 use serde_json::Value;
 use std::collections::HashSet;
 
+mod config_data;
+mod volumes;
 mod workloads;
 
 const DNS1123_LABEL_MAX: usize = 63;
@@ -133,6 +135,7 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
         "Deployment" | "ReplicaSet" | "DaemonSet" | "ReplicationController" | "Job" => {
             workloads::validate(resource.kind, object, &mut causes)
         }
+        "ConfigMap" | "Secret" => config_data::validate(resource.kind, object, &mut causes),
         _ => {}
     }
     if causes.is_empty() {
@@ -175,26 +178,20 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         causes.push(required(format!("{path}.containers")));
         return;
     };
+    let volumes = volumes::validate_volumes(spec, path, causes);
+    // Names are unique across init containers and containers: logs and statuses are
+    // addressed by container name alone.
     let mut seen = HashSet::new();
-    for (i, container) in containers.iter().enumerate() {
-        let field = format!("{path}.containers[{i}]");
-        match container.get("name").and_then(Value::as_str) {
-            None | Some("") => causes.push(required(format!("{field}.name"))),
-            Some(name) => {
-                if let Err(why) = dns1123_label(name) {
-                    causes.push(invalid(format!("{field}.name"), name, why));
-                } else if !seen.insert(name.to_string()) {
-                    causes.push(Cause {
-                        reason: "FieldValueDuplicate",
-                        message: format!("Duplicate value: \"{name}\""),
-                        field: format!("{field}.name"),
-                    });
-                }
-            }
-        }
-        match container.get("image").and_then(Value::as_str) {
-            None | Some("") => causes.push(required(format!("{field}.image"))),
-            Some(_) => {}
+    let init_containers = spec.get("initContainers").and_then(Value::as_array);
+    let lists = [
+        ("initContainers", init_containers.map(Vec::as_slice)),
+        ("containers", Some(containers.as_slice())),
+    ];
+    for (list, containers) in lists {
+        for (i, container) in containers.unwrap_or_default().iter().enumerate() {
+            let field = format!("{path}.{list}[{i}]");
+            validate_container(container, &field, &mut seen, causes);
+            volumes::validate_mounts(container, &field, &volumes, causes);
         }
     }
     if let Some(policy) = spec.get("restartPolicy").and_then(Value::as_str)
@@ -205,6 +202,33 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             policy,
             RESTART_POLICIES,
         ));
+    }
+}
+
+/// One container's name (a unique DNS label) and image.
+fn validate_container(
+    container: &Value,
+    field: &str,
+    seen: &mut HashSet<String>,
+    causes: &mut Vec<Cause>,
+) {
+    match container.get("name").and_then(Value::as_str) {
+        None | Some("") => causes.push(required(format!("{field}.name"))),
+        Some(name) => {
+            if let Err(why) = dns1123_label(name) {
+                causes.push(invalid(format!("{field}.name"), name, why));
+            } else if !seen.insert(name.to_string()) {
+                causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    message: format!("Duplicate value: \"{name}\""),
+                    field: format!("{field}.name"),
+                });
+            }
+        }
+    }
+    match container.get("image").and_then(Value::as_str) {
+        None | Some("") => causes.push(required(format!("{field}.image"))),
+        Some(_) => {}
     }
 }
 

@@ -168,20 +168,42 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
+/// The container whose log is asked for: the one named (a container or an init container),
+/// else the pod's only container, else the one its `kubectl.kubernetes.io/default-container`
+/// annotation names, as Kubernetes does.
 fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> {
-    let names: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
+    let names_in = |list: &str| -> Vec<&str> {
+        pod["spec"][list]
+            .as_array()
+            .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default()
+    };
+    let (names, init_names) = (names_in("containers"), names_in("initContainers"));
     let pod_name = meta::name(pod).unwrap_or_default();
-    match requested {
-        Some(name) if names.contains(&name) => Ok(name.to_string()),
+    // Go's `%v` of a string slice, which is what kubectl users are used to reading.
+    let choices = || {
+        let mut text = format!("[{}]", names.join(" "));
+        if !init_names.is_empty() {
+            text.push_str(&format!(
+                " or one of the init containers: [{}]",
+                init_names.join(" ")
+            ));
+        }
+        text
+    };
+    let default = pod["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"]
+        .as_str()
+        .filter(|name| names.contains(name));
+    match requested.or(default) {
+        Some(name) if names.contains(&name) || init_names.contains(&name) => Ok(name.to_string()),
         Some(name) => Err(ApiError(ApiStatus::bad_request(format!(
-            "container {name} is not valid for pod {pod_name}; choose one of: {names:?}"
+            "container {name} is not valid for pod {pod_name}; choose one of: {}",
+            choices()
         )))),
         None if names.len() == 1 => Ok(names[0].to_string()),
         None => Err(ApiError(ApiStatus::bad_request(format!(
-            "a container name must be specified for pod {pod_name}, choose one of: {names:?}"
+            "a container name must be specified for pod {pod_name}, choose one of: {}",
+            choices()
         )))),
     }
 }

@@ -43,9 +43,10 @@ pub fn decode(bytes: &[u8]) -> Result<Value> {
         ("v1", "ConfigMap") => {
             config_map(core::ConfigMap::decode(raw.as_slice()).map_err(malformed)?)
         }
+        ("v1", "Secret") => secret(core::Secret::decode(raw.as_slice()).map_err(malformed)?),
         _ => {
             return Err(ApiError(ApiStatus::unsupported_media_type(format!(
-                "flotilla reads protobuf bodies only for Namespaces and ConfigMaps, not {kind} \
+                "flotilla reads protobuf bodies only for Namespaces, ConfigMaps and Secrets, not {kind} \
                  ({api_version}); send JSON or YAML instead, e.g. `kubectl create … \
                  --dry-run=client -o yaml | kubectl apply -f -`"
             ))));
@@ -70,20 +71,41 @@ fn config_map(config_map: core::ConfigMap) -> Value {
         object["data"] = json!(config_map.data);
     }
     if !config_map.binary_data.is_empty() {
-        let encoded: Map<String, Value> = config_map
-            .binary_data
-            .into_iter()
-            .map(|(key, bytes)| {
-                let text = base64::engine::general_purpose::STANDARD.encode(bytes);
-                (key, Value::String(text))
-            })
-            .collect();
-        object["binaryData"] = Value::Object(encoded);
+        object["binaryData"] = base64_map(config_map.binary_data);
     }
     if let Some(immutable) = config_map.immutable {
         object["immutable"] = json!(immutable);
     }
     object
+}
+
+/// `kubectl create secret` sends this; bytes become base64 strings, as in JSON.
+fn secret(secret: core::Secret) -> Value {
+    let mut object = json!({"metadata": object_meta(secret.metadata.unwrap_or_default())});
+    if !secret.data.is_empty() {
+        object["data"] = base64_map(secret.data);
+    }
+    if !secret.string_data.is_empty() {
+        object["stringData"] = json!(secret.string_data);
+    }
+    if let Some(type_) = secret.r#type {
+        object["type"] = json!(type_);
+    }
+    if let Some(immutable) = secret.immutable {
+        object["immutable"] = json!(immutable);
+    }
+    object
+}
+
+fn base64_map(entries: impl IntoIterator<Item = (String, Vec<u8>)>) -> Value {
+    let encoded: Map<String, Value> = entries
+        .into_iter()
+        .map(|(key, bytes)| {
+            let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+            (key, Value::String(text))
+        })
+        .collect();
+    Value::Object(encoded)
 }
 
 /// The metadata a client may set on create; the server fills in the rest.
@@ -92,13 +114,15 @@ fn object_meta(meta: meta::ObjectMeta) -> Value {
     let mut put = |key: &str, value: Value| {
         out.insert(key.into(), value);
     };
-    if let Some(name) = meta.name {
+    // Go's protobuf encoding sends empty strings for unset fields.
+    let set = |value: Option<String>| value.filter(|v| !v.is_empty());
+    if let Some(name) = set(meta.name) {
         put("name", json!(name));
     }
-    if let Some(prefix) = meta.generate_name {
+    if let Some(prefix) = set(meta.generate_name) {
         put("generateName", json!(prefix));
     }
-    if let Some(namespace) = meta.namespace {
+    if let Some(namespace) = set(meta.namespace) {
         put("namespace", json!(namespace));
     }
     if !meta.labels.is_empty() {

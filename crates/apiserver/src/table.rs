@@ -70,6 +70,12 @@ fn columns(kind: &str) -> Vec<Column> {
         ],
         "Namespace" => vec![NAME, column("Status", "string", 0), AGE],
         "ConfigMap" => vec![NAME, column("Data", "integer", 0), AGE],
+        "Secret" => vec![
+            NAME,
+            column("Type", "string", 0),
+            column("Data", "integer", 0),
+            AGE,
+        ],
         "Deployment" => vec![
             NAME,
             column("Ready", "string", 0),
@@ -179,6 +185,12 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
         ],
         "ConfigMap" => vec![
             name,
+            json!(object["data"].as_object().map_or(0, |d| d.len())),
+            created,
+        ],
+        "Secret" => vec![
+            name,
+            json!(object["type"].as_str().unwrap_or("Opaque")),
             json!(object["data"].as_object().map_or(0, |d| d.len())),
             created,
         ],
@@ -390,6 +402,9 @@ pub fn pod_status(pod: &Value) -> String {
     if meta::deletion_timestamp(pod).is_some() {
         return "Terminating".into();
     }
+    if let Some(initializing) = init_status(pod) {
+        return initializing;
+    }
     let statuses = pod["status"]["containerStatuses"]
         .as_array()
         .cloned()
@@ -408,6 +423,33 @@ pub fn pod_status(pod: &Value) -> String {
         }
     }
     phase.into()
+}
+
+/// While init containers have not all succeeded, what kubectl shows for them: the first
+/// unfinished one's reason (`Init:Error`, `Init:CrashLoopBackOff`) or progress (`Init:1/2`).
+fn init_status(pod: &Value) -> Option<String> {
+    let statuses = pod["status"]["initContainerStatuses"].as_array()?;
+    let total = pod["spec"]["initContainers"]
+        .as_array()
+        .map_or(statuses.len(), Vec::len);
+    for (done, status) in statuses.iter().enumerate() {
+        let state = &status["state"];
+        let terminated = &state["terminated"];
+        if terminated["exitCode"] == 0 {
+            continue;
+        }
+        if terminated.is_object() {
+            return Some(match terminated["reason"].as_str() {
+                Some(reason) if !reason.is_empty() => format!("Init:{reason}"),
+                _ => format!("Init:ExitCode:{}", terminated["exitCode"]),
+            });
+        }
+        return Some(match state["waiting"]["reason"].as_str() {
+            Some(reason) if reason != "PodInitializing" => format!("Init:{reason}"),
+            _ => format!("Init:{done}/{total}"),
+        });
+    }
+    None
 }
 
 /// Age in Kubernetes' short form: `45s`, `3m12s`, `17m`, `5h3m`, `20h`, `12d`.
@@ -483,6 +525,23 @@ mod tests {
         assert_eq!(pod_status(&done), "Completed");
         let deleting = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
         assert_eq!(pod_status(&deleting), "Terminating");
+        let initializing = |states: Value| {
+            json!({"spec": {"initContainers": [{}, {}]},
+                "status": {"phase": "Pending", "initContainerStatuses": states}})
+        };
+        let done = json!({"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+        let running = json!({"state": {"running": {}}});
+        let failed = json!({"state": {"terminated": {"exitCode": 2, "reason": "Error"}}});
+        let backoff = json!({"state": {"waiting": {"reason": "CrashLoopBackOff"}}});
+        assert_eq!(
+            pod_status(&initializing(json!([done, running]))),
+            "Init:1/2"
+        );
+        assert_eq!(pod_status(&initializing(json!([failed]))), "Init:Error");
+        assert_eq!(
+            pod_status(&initializing(json!([backoff]))),
+            "Init:CrashLoopBackOff"
+        );
     }
 
     fn row(kind: &str, object: Value) -> Vec<Value> {

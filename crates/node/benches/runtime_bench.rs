@@ -215,6 +215,8 @@ fn spec(name: &str, args: &[&str], stdout: File) -> RunSpec {
         env: Vec::new(),
         stdout,
         memory_limit_bytes: Some(64 << 20),
+        preopens: vec![],
+        working_dir: None,
     }
 }
 

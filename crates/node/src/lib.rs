@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod config_data;
 mod images;
 mod lease;
 pub mod log_file;
@@ -27,6 +28,7 @@ mod registration;
 pub use pod::BackoffPolicy;
 pub use registration::Resources;
 pub mod runtime;
+mod volumes;
 
 use anyhow::{Context, Result};
 use flotilla_client::events::EventType;
@@ -149,6 +151,7 @@ impl NodeAgent {
                 Some(config.name.clone()),
             ),
             backoff: config.restart_backoff,
+            volumes_root: config.data_dir.join("volumes"),
         };
         let mut supervisor = Supervisor {
             context,
@@ -195,7 +198,10 @@ impl Supervisor {
     async fn handle(&mut self, event: watcher::Event<Pod>) {
         match event {
             watcher::Event::Apply(pod) => self.apply(pod).await,
-            watcher::Event::Delete(pod) => self.stop_for_deletion(&pod).await,
+            watcher::Event::Delete(pod) => {
+                self.stop_for_deletion(&pod).await;
+                self.forget(&pod);
+            }
             watcher::Event::Init => self.seen_in_relist.clear(),
             watcher::Event::InitApply(pod) => {
                 self.seen_in_relist.insert(uid(&pod));
@@ -280,7 +286,13 @@ impl Supervisor {
                 tracing::warn!(pod = %pod.name_any(), %error, "could not finish deleting the pod")
             }
         }
+        self.forget(pod);
+    }
+
+    /// Removes what the node kept for a pod that is gone: its logs and its volumes.
+    fn forget(&self, pod: &Pod) {
         self.context.logs.forget_pod(&uid(pod));
+        volumes::remove(&self.context.volumes_root, &uid(pod));
     }
 
     async fn stop_all(&mut self) {

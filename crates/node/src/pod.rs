@@ -1,16 +1,21 @@
-//! One supervisor per pod: every container runs its own loop — pull the module (with
-//! `ErrImagePull`/`ImagePullBackOff` back-off), run it, record how it ended, restart it as
-//! `restartPolicy` says (with `CrashLoopBackOff` back-off) — while a reporter publishes the
-//! pod's status whenever it changes, coalescing bursts into one write. A pod with
-//! `activeDeadlineSeconds` is stopped as a whole once that much time has passed since its
-//! start, and marked `Failed` with reason `DeadlineExceeded`, as the kubelet does.
+//! One supervisor per pod. It sets up the pod's volumes, runs its `initContainers` one after
+//! another, each to successful completion, and then starts all of its containers together.
+//! Every container runs its own loop — pull the module (with `ErrImagePull`/`ImagePullBackOff`
+//! back-off), run it, record how it ended, restart it as `restartPolicy` says (with
+//! `CrashLoopBackOff` back-off) — while a reporter publishes the pod's status whenever it
+//! changes, coalescing bursts into one write. A pod with `activeDeadlineSeconds` is stopped as
+//! a whole once that much time has passed since its start, and marked `Failed` with reason
+//! `DeadlineExceeded`, as the kubelet does.
+
+mod env;
 
 use crate::images::Resolver;
 use crate::logs::LogStore;
 use crate::runtime::{ExitOutcome, PreparedModule, RunSpec, Runtime};
+use crate::volumes::{self, PodVolumes};
 use flotilla_client::events::{EventType, Recorder};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,6 +35,8 @@ pub struct PodContext {
     pub logs: LogStore,
     pub recorder: Recorder,
     pub backoff: BackoffPolicy,
+    /// Where pods' volumes are set up (`volumes/<pod uid>/<volume>`).
+    pub volumes_root: std::path::PathBuf,
 }
 
 /// A running pod supervisor.
@@ -113,6 +120,8 @@ impl Backoff {
 #[derive(Clone)]
 struct ContainerRecord {
     name: String,
+    /// One of the pod's `initContainers`, which run one by one before the others start.
+    init: bool,
     image: String,
     image_id: String,
     state: ContainerState,
@@ -128,7 +137,10 @@ const STATUS_RETRY_FIRST: Duration = Duration::from_millis(200);
 const STATUS_RETRY_MAX: Duration = Duration::from_secs(10);
 
 struct PodState {
+    /// The init containers, in order, then the containers.
     containers: Vec<ContainerRecord>,
+    /// Every init container has completed successfully (the `Initialized` condition).
+    initialized: bool,
     start_time: Time,
     /// When each condition last changed status (type → (status, since)): a condition's
     /// lastTransitionTime must not move while its status holds, or `minReadySeconds` (ready for
@@ -157,30 +169,43 @@ impl Shared {
         self.changed.notify_one();
     }
 
+    fn update_all(&self, mut change: impl FnMut(&mut ContainerRecord)) {
+        for record in &mut self.state.lock().expect("pod state poisoned").containers {
+            change(record);
+        }
+        self.changed.notify_one();
+    }
+
     fn render(&self) -> serde_json::Value {
         let mut state = self.state.lock().expect("pod state poisoned");
-        let all_done = state.containers.iter().all(|c| c.done);
-        let phase = if state.failure.is_some() {
+        let (init, main): (Vec<&ContainerRecord>, Vec<&ContainerRecord>) =
+            state.containers.iter().partition(|c| c.init);
+        let succeeded = |c: &&ContainerRecord| exit_code(&c.state) == Some(0);
+        // An init container that failed and will not run again fails the pod.
+        let init_failed = init.iter().any(|c| c.done && !succeeded(c));
+        let phase = if state.failure.is_some() || init_failed {
             "Failed"
-        } else if all_done {
-            let all_ok = state
-                .containers
-                .iter()
-                .all(|c| exit_code(&c.state) == Some(0));
-            if all_ok { "Succeeded" } else { "Failed" }
-        } else if state.containers.iter().any(|c| c.started_once) {
+        } else if !state.initialized {
+            "Pending"
+        } else if main.iter().all(|c| c.done) {
+            if main.iter().all(succeeded) {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if main.iter().any(|c| c.started_once) {
             "Running"
         } else {
             "Pending"
         };
-        let statuses: Vec<ContainerStatus> = state
-            .containers
-            .iter()
-            .map(|c| ContainerStatus {
+        let status_of = |c: &ContainerRecord| {
+            // An init container counts as ready once it has completed.
+            let ready = c.state.running.is_some() || (c.init && c.done && succeeded(&c));
+            ContainerStatus {
                 name: c.name.clone(),
                 image: c.image.clone(),
                 image_id: c.image_id.clone(),
-                ready: c.state.running.is_some(),
+                ready,
                 started: Some(c.state.running.is_some()),
                 restart_count: c.restart_count,
                 state: Some(c.state.clone()),
@@ -191,9 +216,12 @@ impl Shared {
                     c.name
                 )),
                 ..Default::default()
-            })
-            .collect();
-        let ready = statuses.iter().all(|s| s.ready);
+            }
+        };
+        let init_statuses: Vec<ContainerStatus> = init.iter().map(|c| status_of(c)).collect();
+        let statuses: Vec<ContainerStatus> = main.iter().map(|c| status_of(c)).collect();
+        let initialized = state.initialized;
+        let ready = initialized && statuses.iter().all(|s| s.ready);
         let now = Time(jiff::Timestamp::now());
         let mut condition = |type_: &'static str, ok: bool| {
             let since = match state.condition_since.get(type_) {
@@ -212,7 +240,7 @@ impl Shared {
         };
         let conditions = vec![
             condition("PodScheduled", true),
-            condition("Initialized", true),
+            condition("Initialized", initialized),
             condition("ContainersReady", ready),
             condition("Ready", ready),
         ];
@@ -220,7 +248,7 @@ impl Shared {
             Some((reason, message)) => (Some(*reason), Some(message.clone())),
             None => (None, None),
         };
-        serde_json::json!({"status": {
+        let mut status = serde_json::json!({
             "phase": phase,
             "reason": reason,
             "message": message,
@@ -228,7 +256,11 @@ impl Shared {
             "containerStatuses": statuses,
             "hostIP": "127.0.0.1",
             "startTime": state.start_time,
-        }})
+        });
+        if !init_statuses.is_empty() {
+            status["initContainerStatuses"] = serde_json::json!(init_statuses);
+        }
+        serde_json::json!({ "status": status })
     }
 
     /// Writes the current status; false if the apiserver could not take it. A pod deleted
@@ -342,23 +374,33 @@ fn waiting(reason: &str, message: impl Into<String>) -> ContainerState {
 }
 
 async fn run_pod(context: PodContext, pod: Arc<Pod>) {
-    let containers: Vec<Container> = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.clone())
-        .unwrap_or_default();
-    let records = containers
+    let spec = pod.spec.clone().unwrap_or_default();
+    let init_containers = spec.init_containers.unwrap_or_default();
+    let containers = spec.containers;
+    // Containers wait for the init containers as `PodInitializing`, as in Kubernetes.
+    let initializing = !init_containers.is_empty();
+    let record = |c: &Container, init: bool| ContainerRecord {
+        name: c.name.clone(),
+        init,
+        image: c.image.clone().unwrap_or_default(),
+        image_id: String::new(),
+        state: if initializing && !init {
+            waiting(
+                "PodInitializing",
+                "waiting for the init containers to complete",
+            )
+        } else {
+            waiting("ContainerCreating", "loading the Wasm module")
+        },
+        last_state: None,
+        restart_count: 0,
+        started_once: false,
+        done: false,
+    };
+    let records = init_containers
         .iter()
-        .map(|c| ContainerRecord {
-            name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            image_id: String::new(),
-            state: waiting("ContainerCreating", "loading the Wasm module"),
-            last_state: None,
-            restart_count: 0,
-            started_once: false,
-            done: false,
-        })
+        .map(|c| record(c, true))
+        .chain(containers.iter().map(|c| record(c, false)))
         .collect();
     let api = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
     // A pod picked up again by a restarted agent keeps its start time, and so its deadline.
@@ -373,6 +415,7 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
         api,
         state: Mutex::new(PodState {
             containers: records,
+            initialized: init_containers.is_empty(),
             start_time,
             condition_since: Default::default(),
             failure: None,
@@ -381,7 +424,6 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
         writing: tokio::sync::Mutex::new(()),
         context,
     });
-    let mut tasks = JoinSet::new();
     let reporter = shared.clone();
     let reporting = tokio::spawn(async move {
         loop {
@@ -391,14 +433,12 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     });
     let _reporting = ReporterGuard(reporting);
     shared.changed.notify_one();
-    for (index, container) in containers.into_iter().enumerate() {
-        tasks.spawn(run_container(shared.clone(), index, container));
-    }
-    let all_done = async { while tasks.join_next().await.is_some() {} };
+    let mut tasks = JoinSet::new();
+    let work = run_containers(&shared, init_containers, containers, &mut tasks);
     match deadline {
-        None => all_done.await,
+        None => work.await,
         Some((seconds, remaining)) => {
-            if tokio::time::timeout(remaining, all_done).await.is_err() {
+            if tokio::time::timeout(remaining, work).await.is_err() {
                 // As the kubelet does: the whole pod is killed and marked, never restarted.
                 tasks.shutdown().await;
                 shared.deadline_exceeded(seconds).await;
@@ -409,6 +449,65 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     shared.publish_until_written().await;
 }
 
+/// Sets up the volumes, runs the init containers in order, then the containers together
+/// (in `tasks`, so that the caller can stop them), until every one is done for good.
+async fn run_containers(
+    shared: &Arc<Shared>,
+    init_containers: Vec<Container>,
+    containers: Vec<Container>,
+    tasks: &mut JoinSet<bool>,
+) {
+    let volumes = Arc::new(mount_volumes(shared).await);
+    let init_count = init_containers.len();
+    for (index, container) in init_containers.into_iter().enumerate() {
+        if !run_container(shared.clone(), index, container, volumes.clone()).await {
+            // Failed and will not be retried (restartPolicy Never): the pod has failed.
+            return;
+        }
+    }
+    if init_count > 0 {
+        shared.state.lock().expect("pod state poisoned").initialized = true;
+        shared.changed.notify_one();
+    }
+    for (offset, container) in containers.into_iter().enumerate() {
+        tasks.spawn(run_container(
+            shared.clone(),
+            init_count + offset,
+            container,
+            volumes.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Sets up the pod's volumes, retrying with back-off while one cannot be (a ConfigMap that
+/// does not exist yet), as the kubelet does with `FailedMount` events.
+async fn mount_volumes(shared: &Shared) -> PodVolumes {
+    let has_volumes = shared
+        .pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.volumes.as_ref().is_some_and(|v| !v.is_empty()));
+    if !has_volumes {
+        return PodVolumes::default();
+    }
+    let mut backoff = Backoff::new(shared.context.backoff);
+    loop {
+        let context = &shared.context;
+        match volumes::prepare(&context.client, &context.volumes_root, &shared.pod).await {
+            Ok(volumes) => return volumes,
+            Err(message) => {
+                tracing::warn!(pod = %shared.pod.name_any(), %message, "could not set up volumes");
+                shared.update_all(|c| c.state = waiting("ContainerCreating", message.clone()));
+                shared
+                    .event(EventType::Warning, "FailedMount", message.clone())
+                    .await;
+                tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
+            }
+        }
+    }
+}
+
 struct ReporterGuard(tokio::task::JoinHandle<()>);
 
 impl Drop for ReporterGuard {
@@ -417,10 +516,22 @@ impl Drop for ReporterGuard {
     }
 }
 
-async fn run_container(shared: Arc<Shared>, index: usize, container: Container) {
+/// Runs one container until it is done for good, restarting it as the pod's `restartPolicy`
+/// says (an init container only restarts after a failure). True if its last run succeeded.
+async fn run_container(
+    shared: Arc<Shared>,
+    index: usize,
+    container: Container,
+    volumes: Arc<PodVolumes>,
+) -> bool {
     let module = pull(&shared, index, &container).await;
-    let env = configure(&shared, index, &container).await;
-    let policy = restart_policy(&shared.pod).to_string();
+    let (env, preopens) = configure(&shared, index, &container, &volumes).await;
+    let init = shared.state.lock().expect("pod state poisoned").containers[index].init;
+    let policy = match restart_policy(&shared.pod) {
+        "Always" if init => "OnFailure",
+        policy => policy,
+    }
+    .to_string();
     let memory_limit = container
         .resources
         .as_ref()
@@ -477,6 +588,8 @@ async fn run_container(shared: Arc<Shared>, index: usize, container: Container) 
             env: env.clone(),
             stdout: log_file,
             memory_limit_bytes: memory_limit,
+            preopens: preopens.clone(),
+            working_dir: container.working_dir.clone(),
         };
         let began = Instant::now();
         let outcome = shared.context.runtime.run(&module, spec).await;
@@ -511,7 +624,7 @@ async fn run_container(shared: Arc<Shared>, index: usize, container: Container) 
                 c.state = terminated;
                 c.done = true;
             });
-            return;
+            return code == 0;
         }
         let delay = backoff.after_run(ran_for);
         let back_off = format!(
@@ -618,13 +731,22 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
     }
 }
 
-/// The container's environment, exactly as declared, retrying while a referenced ConfigMap
-/// is missing (`CreateContainerConfigError`, as the kubelet reports it).
-async fn configure(shared: &Shared, index: usize, container: &Container) -> Vec<(String, String)> {
+/// The container's environment and volume mounts, retrying while a referenced ConfigMap or
+/// Secret is missing (`CreateContainerConfigError`, as the kubelet reports it).
+async fn configure(
+    shared: &Shared,
+    index: usize,
+    container: &Container,
+    volumes: &PodVolumes,
+) -> (Vec<(String, String)>, Vec<crate::runtime::Preopen>) {
     let mut backoff = Backoff::new(shared.context.backoff);
     loop {
-        match environment(shared, container).await {
-            Ok(env) => return env,
+        let configured = match env::resolve(&shared.context.client, &shared.pod, container).await {
+            Ok(env) => volumes.preopens(container).map(|preopens| (env, preopens)),
+            Err(message) => Err(message),
+        };
+        match configured {
+            Ok(configured) => return configured,
             Err(message) => {
                 shared.update(index, |c| {
                     c.state = waiting("CreateContainerConfigError", message.clone())
@@ -636,88 +758,6 @@ async fn configure(shared: &Shared, index: usize, container: &Container) -> Vec<
             }
         }
     }
-}
-
-async fn environment(
-    shared: &Shared,
-    container: &Container,
-) -> Result<Vec<(String, String)>, String> {
-    let pod = &shared.pod;
-    let namespace = pod.namespace().unwrap_or_default();
-    let config_maps: Api<ConfigMap> = Api::namespaced(shared.context.client.clone(), &namespace);
-    let mut env = Vec::new();
-    for source in container.env_from.iter().flatten() {
-        if let Some(reference) = &source.config_map_ref {
-            let optional = reference.optional.unwrap_or(false);
-            match config_maps
-                .get_opt(&reference.name)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(cm) => {
-                    let prefix = source.prefix.clone().unwrap_or_default();
-                    env.extend(
-                        cm.data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (format!("{prefix}{k}"), v)),
-                    );
-                }
-                None if optional => {}
-                None => return Err(format!("configmap \"{}\" not found", reference.name)),
-            }
-        } else if source.secret_ref.is_some() {
-            return Err("Secrets are not supported yet; use a ConfigMap".into());
-        }
-    }
-    for var in container.env.iter().flatten() {
-        let value = match (&var.value, &var.value_from) {
-            (Some(value), _) => value.clone(),
-            (None, None) => String::new(),
-            (None, Some(from)) => {
-                if let Some(field) = &from.field_ref {
-                    match field.field_path.as_str() {
-                        "metadata.name" => pod.name_any(),
-                        "metadata.namespace" => namespace.clone(),
-                        "metadata.uid" => pod.uid().unwrap_or_default(),
-                        "spec.nodeName" => pod
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.node_name.clone())
-                            .unwrap_or_default(),
-                        other => {
-                            return Err(format!(
-                                "env {}: field {other:?} is not supported",
-                                var.name
-                            ));
-                        }
-                    }
-                } else if let Some(key_ref) = &from.config_map_key_ref {
-                    let cm = config_maps
-                        .get_opt(&key_ref.name)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    match cm.and_then(|cm| cm.data.unwrap_or_default().remove(&key_ref.key)) {
-                        Some(value) => value,
-                        None if key_ref.optional.unwrap_or(false) => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {}/{}",
-                                key_ref.key, namespace, key_ref.name
-                            ));
-                        }
-                    }
-                } else {
-                    return Err(format!(
-                        "env {}: only value, fieldRef and configMapKeyRef are supported",
-                        var.name
-                    ));
-                }
-            }
-        };
-        env.push((var.name.clone(), value));
-    }
-    Ok(env)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@
 //!             env: vec![("GREETING".into(), "hi".into())],
 //!             stdout: log,
 //!             memory_limit_bytes: Some(64 << 20),
+//!             preopens: vec![],
+//!             working_dir: None,
 //!         },
 //!     )
 //!     .await;
@@ -101,7 +103,7 @@ use wasmtime::{
     WasmBacktraceDetails,
 };
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use component::ComponentState;
 use module::ModuleState;
@@ -288,6 +290,21 @@ pub struct RunSpec {
     /// most guests ends in [`ExitOutcome::OutOfMemory`]. `None`, or a value above the node's
     /// [`Limits::max_pod_memory`], leaves the node's cap.
     pub memory_limit_bytes: Option<u64>,
+    /// The host directories the guest sees, and where: its volume mounts. Nothing else of
+    /// the host's filesystem is visible.
+    pub preopens: Vec<Preopen>,
+    /// The guest's initial working directory (`workingDir`), which relative paths start from.
+    pub working_dir: Option<String>,
+}
+
+/// A host directory the guest sees at `guest` (a WASI preopened directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    /// An absolute path in the guest, e.g. `/data`.
+    pub guest: String,
+    /// The guest may read but not create, change or delete anything under it.
+    pub read_only: bool,
 }
 
 /// How a run ended.
@@ -554,6 +571,8 @@ impl Runtime {
             env,
             stdout,
             memory_limit_bytes,
+            preopens,
+            working_dir,
         } = spec;
 
         // Both streams share one writer and its file: records keep the order of the guest's
@@ -566,6 +585,43 @@ impl Runtime {
             .arg(&program_name)
             .args(&args)
             .envs(&env);
+        for preopen in &preopens {
+            let perms = if preopen.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            if let Err(error) = wasi.preopened_dir(&preopen.host, &preopen.guest, perms) {
+                return ExitOutcome::Trapped {
+                    message: format!(
+                        "could not mount {} at {}: {error:#}",
+                        preopen.host.display(),
+                        preopen.guest
+                    ),
+                };
+            }
+        }
+        if let Some(dir) = &working_dir {
+            // Components ask for it (`wasi:cli/environment.initial-cwd`). WASI preview 1 has
+            // no such call and wasi-libc starts in `/`, but it resolves a relative path
+            // against a preopen named `.` when no other preopen matches better, so the
+            // directory mounted there stands in for the working directory.
+            wasi.initial_cwd(dir);
+            if let (Program::Module(_), Some(cwd)) =
+                (&module.program, working_dir_preopen(&preopens, dir))
+            {
+                let perms = if cwd.read_only {
+                    FsPerms::ReadOnly
+                } else {
+                    FsPerms::ReadWrite
+                };
+                if let Err(error) = wasi.preopened_dir(&cwd.host, ".", perms) {
+                    return ExitOutcome::Trapped {
+                        message: format!("could not open the working directory {dir}: {error:#}"),
+                    };
+                }
+            }
+        }
         let node_cap = limits.max_pod_memory;
         let (limit, whose) = match memory_limit_bytes {
             Some(bytes) if bytes <= node_cap => (bytes, LimitSource::Pod),
@@ -584,6 +640,28 @@ impl Runtime {
         };
         outcome_of(result, Some((limit, whose)), limiter.refused)
     }
+}
+
+/// The host directory that a guest path inside one of the preopens is, with that preopen's
+/// permissions: `/data/app` with `/data` mounted from `/var/x` is `/var/x/app`.
+fn working_dir_preopen(preopens: &[Preopen], dir: &str) -> Option<Preopen> {
+    preopens
+        .iter()
+        .filter_map(|preopen| {
+            let base = preopen.guest.trim_end_matches('/');
+            let rest = dir.strip_prefix(base)?;
+            let rest = rest.strip_prefix('/').or(rest.is_empty().then_some(""))?;
+            let host = preopen.host.join(rest);
+            let found = Preopen {
+                host,
+                guest: dir.to_string(),
+                read_only: preopen.read_only,
+            };
+            found.host.is_dir().then_some((base.len(), found))
+        })
+        // The innermost mount wins, as it would in a filesystem.
+        .max_by_key(|(depth, _)| *depth)
+        .map(|(_, preopen)| preopen)
 }
 
 /// Which cap a guest ran into: its own memory limit, or the node's.

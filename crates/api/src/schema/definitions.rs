@@ -31,6 +31,7 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     ("", "v1", "Pod", "io.k8s.api.core.v1.Pod"),
     ("", "v1", "Node", "io.k8s.api.core.v1.Node"),
     ("", "v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap"),
+    ("", "v1", "Secret", "io.k8s.api.core.v1.Secret"),
     ("", "v1", "Event", "io.k8s.api.core.v1.Event"),
     (
         "",
@@ -64,6 +65,7 @@ fn generate() -> Map<String, Value> {
     generator.subschema_for::<core::v1::Pod>();
     generator.subschema_for::<core::v1::Node>();
     generator.subschema_for::<core::v1::ConfigMap>();
+    generator.subschema_for::<core::v1::Secret>();
     generator.subschema_for::<core::v1::Event>();
     generator.subschema_for::<core::v1::ReplicationController>();
     generator.subschema_for::<core::v1::Binding>();

@@ -18,6 +18,8 @@ fn spec(name: &str, args: &[&str], log: &Log) -> RunSpec {
         env: Vec::new(),
         stdout: log.file(),
         memory_limit_bytes: None,
+        preopens: vec![],
+        working_dir: None,
     }
 }
 
@@ -213,6 +215,8 @@ async fn the_node_caps_memory_when_the_pod_sets_no_lower_limit() {
         let log = Log::new();
         let spec = RunSpec {
             memory_limit_bytes: pod_limit,
+            preopens: vec![],
+            working_dir: None,
             ..spec("memory-hog", &["64"], &log)
         };
         let outcome = runtime.run(&hog, spec).await;
@@ -284,6 +288,8 @@ async fn growing_memory_past_the_limit_is_out_of_memory() {
 
     let spec = RunSpec {
         memory_limit_bytes: Some(16 << 20),
+        preopens: vec![],
+        working_dir: None,
         ..spec("memory-hog", &["64"], &log)
     };
     let outcome = runtime.run(&hog, spec).await;
@@ -312,6 +318,8 @@ async fn a_limit_below_the_initial_memory_is_out_of_memory_at_start() {
     // A Rust guest starts with over 1 MiB of linear memory (its stack lives there).
     let spec = RunSpec {
         memory_limit_bytes: Some(64 << 10),
+        preopens: vec![],
+        working_dir: None,
         ..spec("hello", &[], &log)
     };
     let outcome = runtime.run(&hello, spec).await;
@@ -331,6 +339,8 @@ async fn memory_within_the_limit_is_fine() {
 
     let spec = RunSpec {
         memory_limit_bytes: Some(64 << 20),
+        preopens: vec![],
+        working_dir: None,
         ..spec("memory-hog", &["16"], &log)
     };
     let outcome = runtime.run(&hog, spec).await;
@@ -576,6 +586,8 @@ async fn a_component_past_its_memory_limit_is_out_of_memory() {
             &hello,
             RunSpec {
                 memory_limit_bytes: Some(64 << 10),
+                preopens: vec![],
+                working_dir: None,
                 ..spec("hello-p2", &[], &log)
             },
         )
@@ -698,4 +710,74 @@ fn run_future_is_send_so_pods_can_be_spawned() {
     let run = runtime.run(&hello, spec("hello", &[], &log));
     assert_send(&run);
     assert_eq!(tokio.block_on(run), ExitOutcome::Exited(0));
+}
+
+#[tokio::test]
+async fn preopened_volumes_are_visible_at_their_mount_paths_and_read_only_ones_refuse_writes() {
+    let runtime = Runtime::new().unwrap();
+    let files = prepare(&runtime, "files").await;
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(config.path().join("color"), "blue").unwrap();
+    let log = Log::new();
+    let mut run = spec(
+        "files",
+        &[
+            "write",
+            "/data/out.txt",
+            "hi", //
+            "cat",
+            "/data/out.txt", //
+            "cat",
+            "/etc/config/color", //
+            "write",
+            "/etc/config/color",
+            "red", //
+            "cat",
+            "/etc/config/../../../etc/passwd", //
+            "cwd",
+            "cat",
+            "out.txt",
+        ],
+        &log,
+    );
+    run.preopens = vec![
+        flotilla_node::runtime::Preopen {
+            host: data.path().to_path_buf(),
+            guest: "/data".into(),
+            read_only: false,
+        },
+        flotilla_node::runtime::Preopen {
+            host: config.path().to_path_buf(),
+            guest: "/etc/config".into(),
+            read_only: true,
+        },
+    ];
+    run.working_dir = Some("/data".into());
+    let outcome = runtime.run(&files, run).await;
+    let output = log.contents();
+    assert!(output.contains("wrote /data/out.txt"), "{output}");
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("out.txt")).unwrap(),
+        "hi"
+    );
+    assert!(output.contains("cat /data/out.txt: hi"), "{output}");
+    assert!(output.contains("cat /etc/config/color: blue"), "{output}");
+    assert!(
+        output.contains("error: write /etc/config/color"),
+        "{output}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(config.path().join("color")).unwrap(),
+        "blue"
+    );
+    assert!(
+        output.contains("error: cat /etc/config/../../../etc/passwd"),
+        "{output}"
+    );
+    // WASI preview 1 has no initial working directory (wasi-libc starts in `/`), but
+    // relative paths resolve inside workingDir.
+    assert!(output.contains("cwd /"), "{output}");
+    assert!(output.contains("cat out.txt: hi"), "{output}");
+    assert_eq!(outcome, ExitOutcome::Exited(2), "{output}");
 }
