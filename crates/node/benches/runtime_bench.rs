@@ -217,6 +217,8 @@ fn spec(name: &str, args: &[&str], stdout: File) -> RunSpec {
         memory_limit_bytes: Some(64 << 20),
         preopens: vec![],
         working_dir: None,
+        cpu_limit_millicores: None,
+        usage: Default::default(),
     }
 }
 

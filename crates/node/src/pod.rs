@@ -538,6 +538,12 @@ async fn run_container(
         .and_then(|r| r.limits.as_ref())
         .and_then(|l| l.get("memory"))
         .and_then(|q| crate::quantity::bytes(&q.0));
+    let cpu_limit = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("cpu"))
+        .and_then(|q| crate::quantity::millicores(&q.0));
     let mut backoff = Backoff::new(shared.context.backoff);
     let pod_name = shared.pod.name_any();
     let namespace = shared.pod.namespace().unwrap_or_default();
@@ -590,6 +596,8 @@ async fn run_container(
             memory_limit_bytes: memory_limit,
             preopens: preopens.clone(),
             working_dir: container.working_dir.clone(),
+            cpu_limit_millicores: cpu_limit,
+            usage: Default::default(),
         };
         let began = Instant::now();
         let outcome = shared.context.runtime.run(&module, spec).await;

@@ -2,6 +2,16 @@
 
 /// Bytes in a memory quantity such as `64Mi`, `1G` or `134217728`; `None` if malformed.
 pub fn bytes(quantity: &str) -> Option<u64> {
+    value(quantity).map(|v| v.ceil() as u64)
+}
+
+/// Thousandths of a core in a CPU quantity such as `100m`, `0.5` or `2`; `None` if malformed.
+pub fn millicores(quantity: &str) -> Option<u64> {
+    value(quantity).map(|v| (v * 1000.0).ceil() as u64)
+}
+
+/// A quantity's value with its suffix applied.
+fn value(quantity: &str) -> Option<f64> {
     let quantity = quantity.trim();
     let split = quantity
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -21,7 +31,7 @@ pub fn bytes(quantity: &str) -> Option<u64> {
         "m" => 1e-3,
         _ => return None,
     };
-    Some((number * multiplier).ceil() as u64)
+    Some(number * multiplier)
 }
 
 #[cfg(test)]
@@ -33,5 +43,13 @@ mod tests {
         assert_eq!(super::bytes("1.5Ki"), Some(1536));
         assert_eq!(super::bytes("128974848"), Some(128_974_848));
         assert_eq!(super::bytes("12 apples"), None);
+    }
+
+    #[test]
+    fn cpu_quantities() {
+        assert_eq!(super::millicores("100m"), Some(100));
+        assert_eq!(super::millicores("0.5"), Some(500));
+        assert_eq!(super::millicores("2"), Some(2000));
+        assert_eq!(super::millicores("one"), None);
     }
 }

@@ -32,6 +32,8 @@
 //!             memory_limit_bytes: Some(64 << 20),
 //!             preopens: vec![],
 //!             working_dir: None,
+//!             cpu_limit_millicores: None,
+//!             usage: Default::default(),
 //!         },
 //!     )
 //!     .await;
@@ -86,7 +88,10 @@
 //!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too.
 
 mod component;
+mod meter;
 mod module;
+
+pub use meter::Usage;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -99,8 +104,8 @@ use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstancePre, ResourceLimiter, Store, Trap, WasmBacktrace,
-    WasmBacktraceDetails,
+    Cache, CacheConfig, CallHook, Config, Engine, InstancePre, ResourceLimiter, Store, Trap,
+    UpdateDeadline, WasmBacktrace, WasmBacktraceDetails,
 };
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -295,6 +300,11 @@ pub struct RunSpec {
     pub preopens: Vec<Preopen>,
     /// The guest's initial working directory (`workingDir`), which relative paths start from.
     pub working_dir: Option<String>,
+    /// Cap on the guest's CPU share, in thousandths of a core (`100` for `100m`); `None`
+    /// lets it use what it gets.
+    pub cpu_limit_millicores: Option<u64>,
+    /// Where the run's CPU time and memory size are counted while it runs.
+    pub usage: Arc<Usage>,
 }
 
 /// A host directory the guest sees at `guest` (a WASI preopened directory).
@@ -332,6 +342,15 @@ struct MemoryLimiter {
     limit: Option<usize>,
     /// The size, in bytes, of the first linear-memory growth that was refused.
     refused: Option<usize>,
+    /// Where the memory's current size is published.
+    usage: Arc<Usage>,
+}
+
+/// What every run's store holds besides its WASI context: the memory limiter and the CPU
+/// meter.
+struct Controls {
+    limiter: MemoryLimiter,
+    meter: meter::CpuMeter,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -346,6 +365,7 @@ impl ResourceLimiter for MemoryLimiter {
             // Refuse rather than trap: `memory.grow` returns -1 and the guest may cope.
             return Ok(false);
         }
+        self.usage.set_memory(desired);
         Ok(true)
     }
 
@@ -573,6 +593,8 @@ impl Runtime {
             memory_limit_bytes,
             preopens,
             working_dir,
+            cpu_limit_millicores,
+            usage,
         } = spec;
 
         // Both streams share one writer and its file: records keep the order of the guest's
@@ -628,17 +650,21 @@ impl Runtime {
             _ => (node_cap, LimitSource::Node),
         };
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let limiter = MemoryLimiter {
-            limit: Some(limit),
-            refused: None,
+        let controls = Controls {
+            limiter: MemoryLimiter {
+                limit: Some(limit),
+                refused: None,
+                usage: usage.clone(),
+            },
+            meter: meter::CpuMeter::new(cpu_limit_millicores, usage),
         };
 
         let engine = &self.inner.engine;
-        let (result, limiter) = match &module.program {
-            Program::Module(pre) => module::run(engine, pre, &mut wasi, limiter).await,
-            Program::Component(pre) => component::run(engine, pre, &mut wasi, limiter).await,
+        let (result, controls) = match &module.program {
+            Program::Module(pre) => module::run(engine, pre, &mut wasi, controls).await,
+            Program::Component(pre) => component::run(engine, pre, &mut wasi, controls).await,
         };
-        outcome_of(result, Some((limit, whose)), limiter.refused)
+        outcome_of(result, Some((limit, whose)), controls.limiter.refused)
     }
 }
 
@@ -671,12 +697,28 @@ enum LimitSource {
     Node,
 }
 
-/// What every run's store gets, whatever the kind: the memory limiter, and a deadline that
-/// yields to tokio on every epoch tick and comes back for one more tick of work.
-fn configure_store<T: 'static>(store: &mut Store<T>, limiter: fn(&mut T) -> &mut MemoryLimiter) {
-    store.limiter(move |state| limiter(state) as &mut dyn ResourceLimiter);
+/// What every run's store gets, whatever the kind: the memory limiter; the CPU meter, told
+/// whenever control enters or leaves wasm; and a deadline that yields to tokio on every
+/// epoch tick (after a pause, for a guest over its CPU limit) and comes back for one more
+/// tick of work.
+fn configure_store<T: 'static>(store: &mut Store<T>, controls: fn(&mut T) -> &mut Controls) {
+    store.limiter(move |state| &mut controls(state).limiter as &mut dyn ResourceLimiter);
+    store.call_hook(move |mut context, hook| {
+        let meter = &mut controls(context.data_mut()).meter;
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => meter.enter(Instant::now()),
+            CallHook::CallingHost | CallHook::ReturningFromWasm => meter.leave(Instant::now()),
+        }
+        Ok(())
+    });
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    store.epoch_deadline_callback(move |mut context| {
+        let meter = &mut controls(context.data_mut()).meter;
+        Ok(match meter.tick(Instant::now()) {
+            Some(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
+            None => UpdateDeadline::Yield(1),
+        })
+    });
 }
 
 /// wasmtime's on-disk compile cache in `dir`, which must be absolute for wasmtime.

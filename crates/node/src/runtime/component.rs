@@ -12,14 +12,14 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{MemoryLimiter, PrepareError, configure_store};
+use super::{Controls, PrepareError, configure_store};
 
 /// The per-run store data of a component: its WASI context, the table of the resources
-/// (streams, pollables) it holds, and its memory limiter.
+/// (streams, pollables) it holds, and its memory limiter and CPU meter.
 pub(super) struct ComponentState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: MemoryLimiter,
+    controls: Controls,
 }
 
 impl WasiView for ComponentState {
@@ -65,15 +65,15 @@ pub(super) async fn run(
     engine: &Engine,
     pre: &CommandPre<ComponentState>,
     wasi: &mut WasiCtxBuilder,
-    limiter: MemoryLimiter,
-) -> (wasmtime::Result<()>, MemoryLimiter) {
+    controls: Controls,
+) -> (wasmtime::Result<()>, Controls) {
     let state = ComponentState {
         wasi: wasi.build(),
         table: ResourceTable::new(),
-        limiter,
+        controls,
     };
     let mut store = Store::new(engine, state);
-    configure_store(&mut store, |state| &mut state.limiter);
+    configure_store(&mut store, |state| &mut state.controls);
     let result = async {
         let command = pre.instantiate_async(&mut store).await?;
         match command.wasi_cli_run().call_run(&mut store).await? {
@@ -84,5 +84,5 @@ pub(super) async fn run(
         }
     }
     .await;
-    (result, store.into_data().limiter)
+    (result, store.into_data().controls)
 }

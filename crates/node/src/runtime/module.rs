@@ -5,12 +5,12 @@ use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use super::{MemoryLimiter, PrepareError, configure_store};
+use super::{Controls, PrepareError, configure_store};
 
-/// The per-run store data of a module: its WASI context and its memory limiter.
+/// The per-run store data of a module: its WASI context and its memory limiter and CPU meter.
 pub(super) struct ModuleState {
     wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
+    controls: Controls,
 }
 
 /// The WASI preview 1 linker every module on the node is linked with.
@@ -42,14 +42,14 @@ pub(super) async fn run(
     engine: &Engine,
     pre: &InstancePre<ModuleState>,
     wasi: &mut WasiCtxBuilder,
-    limiter: MemoryLimiter,
-) -> (wasmtime::Result<()>, MemoryLimiter) {
+    controls: Controls,
+) -> (wasmtime::Result<()>, Controls) {
     let state = ModuleState {
         wasi: wasi.build_p1(),
-        limiter,
+        controls,
     };
     let mut store = Store::new(engine, state);
-    configure_store(&mut store, |state| &mut state.limiter);
+    configure_store(&mut store, |state| &mut state.controls);
     let result = async {
         let instance = pre.instantiate_async(&mut store).await?;
         // `prepare` checked that `_start` exists with this type.
@@ -57,7 +57,7 @@ pub(super) async fn run(
         start.call_async(&mut store, ()).await
     }
     .await;
-    (result, store.into_data().limiter)
+    (result, store.into_data().controls)
 }
 
 /// A pod runs a WASI command: it must export `_start` as a function of no arguments and no

@@ -20,6 +20,8 @@ fn spec(name: &str, args: &[&str], log: &Log) -> RunSpec {
         memory_limit_bytes: None,
         preopens: vec![],
         working_dir: None,
+        cpu_limit_millicores: None,
+        usage: Default::default(),
     }
 }
 
@@ -217,6 +219,8 @@ async fn the_node_caps_memory_when_the_pod_sets_no_lower_limit() {
             memory_limit_bytes: pod_limit,
             preopens: vec![],
             working_dir: None,
+            cpu_limit_millicores: None,
+            usage: Default::default(),
             ..spec("memory-hog", &["64"], &log)
         };
         let outcome = runtime.run(&hog, spec).await;
@@ -290,6 +294,8 @@ async fn growing_memory_past_the_limit_is_out_of_memory() {
         memory_limit_bytes: Some(16 << 20),
         preopens: vec![],
         working_dir: None,
+        cpu_limit_millicores: None,
+        usage: Default::default(),
         ..spec("memory-hog", &["64"], &log)
     };
     let outcome = runtime.run(&hog, spec).await;
@@ -320,6 +326,8 @@ async fn a_limit_below_the_initial_memory_is_out_of_memory_at_start() {
         memory_limit_bytes: Some(64 << 10),
         preopens: vec![],
         working_dir: None,
+        cpu_limit_millicores: None,
+        usage: Default::default(),
         ..spec("hello", &[], &log)
     };
     let outcome = runtime.run(&hello, spec).await;
@@ -341,6 +349,8 @@ async fn memory_within_the_limit_is_fine() {
         memory_limit_bytes: Some(64 << 20),
         preopens: vec![],
         working_dir: None,
+        cpu_limit_millicores: None,
+        usage: Default::default(),
         ..spec("memory-hog", &["16"], &log)
     };
     let outcome = runtime.run(&hog, spec).await;
@@ -588,6 +598,8 @@ async fn a_component_past_its_memory_limit_is_out_of_memory() {
                 memory_limit_bytes: Some(64 << 10),
                 preopens: vec![],
                 working_dir: None,
+                cpu_limit_millicores: None,
+                usage: Default::default(),
                 ..spec("hello-p2", &[], &log)
             },
         )
@@ -780,4 +792,40 @@ async fn preopened_volumes_are_visible_at_their_mount_paths_and_read_only_ones_r
     assert!(output.contains("cwd /"), "{output}");
     assert!(output.contains("cat out.txt: hi"), "{output}");
     assert_eq!(outcome, ExitOutcome::Exited(2), "{output}");
+}
+
+/// Runs `spin` for `wall` of wall time and returns the CPU time it was charged.
+async fn spin_for(
+    runtime: &Runtime,
+    cpu_limit_millicores: Option<u64>,
+    wall: Duration,
+) -> Duration {
+    let spin = prepare(runtime, "spin").await;
+    let log = Log::new();
+    let mut run = spec("spin", &[], &log);
+    run.cpu_limit_millicores = cpu_limit_millicores;
+    let usage = run.usage.clone();
+    let stopped = tokio::time::timeout(wall, runtime.run(&spin, run)).await;
+    assert!(stopped.is_err(), "spin ended by itself");
+    assert!(usage.memory_bytes() > 0, "memory size not counted");
+    usage.cpu()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_holds_a_busy_guest_to_its_share_of_a_core() {
+    let runtime = Runtime::new().unwrap();
+    let wall = Duration::from_millis(1500);
+    let unlimited = spin_for(&runtime, None, wall).await;
+    let limited = spin_for(&runtime, Some(100), wall).await;
+    // Unlimited, the guest is in wasm the whole time; at 100m it may use a tenth of the wall
+    // time (plus one epoch tick of overshoot per window, and scheduling slack).
+    assert!(
+        unlimited >= Duration::from_millis(1200),
+        "unlimited: {unlimited:?}"
+    );
+    assert!(
+        limited <= Duration::from_millis(350),
+        "limited: {limited:?}"
+    );
+    assert!(limited >= Duration::from_millis(50), "limited: {limited:?}");
 }
