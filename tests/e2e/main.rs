@@ -14,6 +14,7 @@ mod node_failure;
 mod nodes;
 mod pod_spec;
 mod pods;
+mod probes;
 mod watch;
 mod workloads_batch;
 

@@ -191,6 +191,16 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         for (i, container) in containers.unwrap_or_default().iter().enumerate() {
             let field = format!("{path}.{list}[{i}]");
             validate_container(container, &field, &mut seen, causes);
+            if list == "initContainers" {
+                for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    if container.get(kind).is_some() {
+                        causes.push(forbidden(
+                            format!("{field}.{kind}"),
+                            "may not be set for init containers",
+                        ));
+                    }
+                }
+            }
             volumes::validate_mounts(container, &field, &volumes, causes);
         }
     }
@@ -229,6 +239,33 @@ fn validate_container(
     match container.get("image").and_then(Value::as_str) {
         None | Some("") => causes.push(required(format!("{field}.image"))),
         Some(_) => {}
+    }
+    for kind in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(probe) = container.get(kind) {
+            validate_probe(probe, &format!("{field}.{kind}"), causes);
+        }
+    }
+}
+
+/// A probe's action: only `exec` can run against a Wasm module, where `command[0]` names the
+/// export to call.
+fn validate_probe(probe: &Value, field: &str, causes: &mut Vec<Cause>) {
+    for unsupported in ["httpGet", "tcpSocket", "grpc"] {
+        if probe.get(unsupported).is_some() {
+            causes.push(forbidden(
+                format!("{field}.{unsupported}"),
+                "flotilla runs exec probes only: exec.command: [EXPORT] calls a function the \
+                 module exports (0 or nothing returned is success)",
+            ));
+            return;
+        }
+    }
+    let command = probe.pointer("/exec/command").and_then(Value::as_array);
+    if command.is_none_or(|c| c.first().and_then(Value::as_str).is_none_or(str::is_empty)) {
+        causes.push(required_because(
+            format!("{field}.exec.command"),
+            "the name of a function the module exports",
+        ));
     }
 }
 

@@ -8,6 +8,7 @@
 //! `DeadlineExceeded`, as the kubelet does.
 
 mod env;
+mod probes;
 
 use crate::images::Resolver;
 use crate::logs::LogStore;
@@ -128,6 +129,10 @@ struct ContainerRecord {
     last_state: Option<ContainerState>,
     restart_count: i32,
     started_once: bool,
+    /// The current run has passed its startup probe, or has none.
+    started: bool,
+    /// What the readiness probe last decided, for a container that has one.
+    probed_ready: Option<bool>,
     /// Terminated and will not run again.
     done: bool,
 }
@@ -199,14 +204,17 @@ impl Shared {
             "Pending"
         };
         let status_of = |c: &ContainerRecord| {
-            // An init container counts as ready once it has completed.
-            let ready = c.state.running.is_some() || (c.init && c.done && succeeded(&c));
+            // A running container is ready once started and, with a readiness probe, once
+            // that passes; an init container counts as ready once it has completed.
+            let running = c.state.running.is_some() && c.started;
+            let ready =
+                (running && c.probed_ready.unwrap_or(true)) || (c.init && c.done && succeeded(&c));
             ContainerStatus {
                 name: c.name.clone(),
                 image: c.image.clone(),
                 image_id: c.image_id.clone(),
                 ready,
-                started: Some(c.state.running.is_some()),
+                started: Some(running),
                 restart_count: c.restart_count,
                 state: Some(c.state.clone()),
                 last_state: c.last_state.clone(),
@@ -395,6 +403,8 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
         last_state: None,
         restart_count: 0,
         started_once: false,
+        started: false,
+        probed_ready: None,
         done: false,
     };
     let records = init_containers
@@ -525,7 +535,7 @@ async fn run_container(
     volumes: Arc<PodVolumes>,
 ) -> bool {
     let module = pull(&shared, index, &container).await;
-    let (env, preopens) = configure(&shared, index, &container, &volumes).await;
+    let (env, preopens, probes) = configure(&shared, index, &container, &volumes).await;
     let init = shared.state.lock().expect("pod state poisoned").containers[index].init;
     let policy = match restart_policy(&shared.pod) {
         "Always" if init => "OnFailure",
@@ -580,6 +590,8 @@ async fn run_container(
                 ..Default::default()
             };
             c.started_once = true;
+            c.started = !probes.gates_start();
+            c.probed_ready = probes.gates_readiness().then_some(false);
         });
         shared
             .event(
@@ -588,27 +600,51 @@ async fn run_container(
                 format!("Started container {}", container.name),
             )
             .await;
-        let spec = RunSpec {
-            program_name: container.name.clone(),
-            args: arguments(&container),
-            env: env.clone(),
-            stdout: log_file,
-            memory_limit_bytes: memory_limit,
-            preopens: preopens.clone(),
-            working_dir: container.working_dir.clone(),
-            cpu_limit_millicores: cpu_limit,
-            usage: Default::default(),
+        let launch = Launch {
+            runtime: &shared.context.runtime,
+            module: &module,
+            container: &container,
+            env: &env,
+            preopens: &preopens,
+            memory_limit,
+            cpu_limit,
         };
         let began = Instant::now();
-        let outcome = shared.context.runtime.run(&module, spec).await;
+        let ended = tokio::select! {
+            outcome = launch.run(log_file) => Ended::Exited(outcome),
+            why = probes::watch(&shared, index, &probes, |export| launch.call(export)) => {
+                Ended::Killed(why)
+            }
+        };
         let ran_for = began.elapsed();
         drop(_live);
-        let (code, reason, message) = match &outcome {
-            ExitOutcome::Exited(0) => (0, "Completed", None),
-            ExitOutcome::Exited(code) => (*code, "Error", None),
-            ExitOutcome::Trapped { message } => (1, "Error", Some(message.clone())),
-            ExitOutcome::OutOfMemory { message } => (137, "OOMKilled", Some(message.clone())),
+        let (code, reason, message) = match &ended {
+            Ended::Exited(ExitOutcome::Exited(0)) => (0, "Completed", None),
+            Ended::Exited(ExitOutcome::Exited(code)) => (*code, "Error", None),
+            Ended::Exited(ExitOutcome::Trapped { message }) => (1, "Error", Some(message.clone())),
+            Ended::Exited(ExitOutcome::OutOfMemory { message }) => {
+                (137, "OOMKilled", Some(message.clone()))
+            }
+            // Stopped from outside, as the kubelet's SIGKILL after a failed probe.
+            Ended::Killed(why) => (137, "Error", Some(why.clone())),
         };
+        if let Ended::Killed(why) = &ended {
+            let probe = if why.starts_with("Startup") {
+                "startup"
+            } else {
+                "liveness"
+            };
+            shared
+                .event(
+                    EventType::Normal,
+                    "Killing",
+                    format!(
+                        "Container {} failed {probe} probe, will be restarted",
+                        container.name
+                    ),
+                )
+                .await;
+        }
         tracing::info!(pod = %pod_name, container = %container.name, exit_code = code, reason, "container exited");
         let restart = match policy.as_str() {
             "Never" => false,
@@ -653,6 +689,86 @@ async fn run_container(
             )
             .await;
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// How a run of a container ended.
+enum Ended {
+    /// The guest ended by itself.
+    Exited(ExitOutcome),
+    /// A probe failed for good and the guest was stopped; why.
+    Killed(String),
+}
+
+/// What starting the container's module takes, for its runs and its probes' calls.
+struct Launch<'a> {
+    runtime: &'a Runtime,
+    module: &'a PreparedModule,
+    container: &'a Container,
+    env: &'a [(String, String)],
+    preopens: &'a [crate::runtime::Preopen],
+    memory_limit: Option<u64>,
+    cpu_limit: Option<u64>,
+}
+
+impl Launch<'_> {
+    fn spec(&self, output: std::fs::File) -> RunSpec {
+        RunSpec {
+            program_name: self.container.name.clone(),
+            args: arguments(self.container),
+            env: self.env.to_vec(),
+            stdout: output,
+            memory_limit_bytes: self.memory_limit,
+            preopens: self.preopens.to_vec(),
+            working_dir: self.container.working_dir.clone(),
+            cpu_limit_millicores: self.cpu_limit,
+            usage: Default::default(),
+        }
+    }
+
+    /// Runs the container's program, its output going to `log`.
+    async fn run(&self, log: std::fs::File) -> ExitOutcome {
+        self.runtime.run(self.module, self.spec(log)).await
+    }
+
+    /// Calls an export for a probe; the error says what failed, with the first line the
+    /// call printed, as the kubelet quotes an exec probe's output.
+    async fn call(&self, export: String) -> Result<(), String> {
+        let output = tempfile::tempfile()
+            .map_err(|e| format!("could not create the probe's output file: {e}"))?;
+        let mut reader = output
+            .try_clone()
+            .map_err(|e| format!("could not read the probe's output: {e}"))?;
+        let outcome = self
+            .runtime
+            .call(self.module, self.spec(output), &export)
+            .await;
+        let mut said = || {
+            use std::io::{Read, Seek};
+            let mut records = Vec::new();
+            let _ = reader.seek(std::io::SeekFrom::Start(0));
+            let _ = reader.by_ref().take(64 << 10).read_to_end(&mut records);
+            let text = crate::log_file::plain_text(&records);
+            let first = String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect::<String>();
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {first}")
+            }
+        };
+        match outcome {
+            ExitOutcome::Exited(0) => Ok(()),
+            ExitOutcome::Exited(code) => Err(format!("{export} returned {code}{}", said())),
+            ExitOutcome::Trapped { message } | ExitOutcome::OutOfMemory { message } => {
+                Err(format!("{export} failed: {message}"))
+            }
+        }
     }
 }
 
@@ -739,20 +855,26 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
     }
 }
 
-/// The container's environment and volume mounts, retrying while a referenced ConfigMap or
+/// The container's environment, volume mounts and probes, retrying while a referenced ConfigMap or
 /// Secret is missing (`CreateContainerConfigError`, as the kubelet reports it).
 async fn configure(
     shared: &Shared,
     index: usize,
     container: &Container,
     volumes: &PodVolumes,
-) -> (Vec<(String, String)>, Vec<crate::runtime::Preopen>) {
+) -> (
+    Vec<(String, String)>,
+    Vec<crate::runtime::Preopen>,
+    probes::Probes,
+) {
     let mut backoff = Backoff::new(shared.context.backoff);
     loop {
-        let configured = match env::resolve(&shared.context.client, &shared.pod, container).await {
-            Ok(env) => volumes.preopens(container).map(|preopens| (env, preopens)),
-            Err(message) => Err(message),
-        };
+        let configured = async {
+            let env = env::resolve(&shared.context.client, &shared.pod, container).await?;
+            let preopens = volumes.preopens(container)?;
+            Ok::<_, String>((env, preopens, probes::Probes::of(container)?))
+        }
+        .await;
         match configured {
             Ok(configured) => return configured,
             Err(message) => {

@@ -580,6 +580,32 @@ impl Runtime {
     ///
     /// If `module` was prepared by an unrelated [`Runtime`].
     pub async fn run(&self, module: &PreparedModule, spec: RunSpec) -> ExitOutcome {
+        self.start(module, spec, None).await
+    }
+
+    /// Like [`run`](Self::run) in a new instance of a core module, but calls `export`
+    /// instead of `_start`: a function that takes nothing and returns nothing (success) or
+    /// an `i32` status (0 is success, anything else is reported as that exit code). This is
+    /// what an `exec` probe does, the way `kubectl exec` starts another process in a
+    /// container: it shares the container's volumes, not its memory.
+    pub async fn call(&self, module: &PreparedModule, spec: RunSpec, export: &str) -> ExitOutcome {
+        if let Program::Component(_) = module.program {
+            return ExitOutcome::Trapped {
+                message: format!(
+                    "cannot call {export:?}: calling an export is supported for core modules, \
+                     not components"
+                ),
+            };
+        }
+        self.start(module, spec, Some(export)).await
+    }
+
+    async fn start(
+        &self,
+        module: &PreparedModule,
+        spec: RunSpec,
+        export: Option<&str>,
+    ) -> ExitOutcome {
         assert!(
             Engine::same(&module.engine, &self.inner.engine),
             "module {} was prepared by a different Runtime",
@@ -661,7 +687,10 @@ impl Runtime {
 
         let engine = &self.inner.engine;
         let (result, controls) = match &module.program {
-            Program::Module(pre) => module::run(engine, pre, &mut wasi, controls).await,
+            Program::Module(pre) => {
+                let export = export.unwrap_or("_start");
+                module::run(engine, pre, &mut wasi, controls, export).await
+            }
             Program::Component(pre) => component::run(engine, pre, &mut wasi, controls).await,
         };
         outcome_of(result, Some((limit, whose)), controls.limiter.refused)

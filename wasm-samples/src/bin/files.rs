@@ -10,6 +10,11 @@
 //!
 //! A failed operation prints `error: OP PATH: ...` and the program carries on, so a test
 //! sees every outcome; the exit code is the number of failures.
+//!
+//! It also exports two functions for `exec` probes (a probe calls an export of the module in a
+//! new instance that shares the container's volumes): `healthz` succeeds while the file named
+//! by `$HEALTH_FILE` (default `/probe/healthy`) exists, `readyz` while `$READY_FILE` (default
+//! `/probe/ready`) does.
 
 use std::io::{BufRead, BufReader, Seek, Write};
 use std::time::Duration;
@@ -104,5 +109,27 @@ fn follow_forever(path: &str) -> std::io::Result<()> {
             reader.seek(std::io::SeekFrom::Start(position))?;
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Liveness: 0 while the health file exists, 1 otherwise.
+#[unsafe(no_mangle)]
+pub extern "C" fn healthz() -> i32 {
+    file_exists_status("HEALTH_FILE", "/probe/healthy")
+}
+
+/// Readiness: 0 while the ready file exists, 1 otherwise.
+#[unsafe(no_mangle)]
+pub extern "C" fn readyz() -> i32 {
+    file_exists_status("READY_FILE", "/probe/ready")
+}
+
+fn file_exists_status(variable: &str, default: &str) -> i32 {
+    let path = std::env::var(variable).unwrap_or_else(|_| default.to_string());
+    if std::path::Path::new(&path).exists() {
+        0
+    } else {
+        println!("{path} is missing");
+        1
     }
 }

@@ -1,9 +1,9 @@
 //! Core Wasm modules built for WASI preview 1 (`wasm32-wasip1`): compiled to a [`Module`],
 //! linked against `wasi_snapshot_preview1` and started by calling their `_start` export.
 
-use wasmtime::{Engine, InstancePre, Linker, Module, Store};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::{Engine, InstancePre, Linker, Module, Store, ValType};
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::{Controls, PrepareError, configure_store};
 
@@ -37,12 +37,14 @@ pub(super) fn prepare(
     })
 }
 
-/// Instantiates the module in a new store and runs its `_start` to the end.
+/// Instantiates the module in a new store and calls `export` (`_start` to run the program)
+/// until it returns.
 pub(super) async fn run(
     engine: &Engine,
     pre: &InstancePre<ModuleState>,
     wasi: &mut WasiCtxBuilder,
     controls: Controls,
+    export: &str,
 ) -> (wasmtime::Result<()>, Controls) {
     let state = ModuleState {
         wasi: wasi.build_p1(),
@@ -52,12 +54,41 @@ pub(super) async fn run(
     configure_store(&mut store, |state| &mut state.controls);
     let result = async {
         let instance = pre.instantiate_async(&mut store).await?;
-        // `prepare` checked that `_start` exists with this type.
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call_async(&mut store, ()).await
+        call(&mut store, &instance, export).await
     }
     .await;
     (result, store.into_data().controls)
+}
+
+/// Calls a function the module exports: `_start` (which `prepare` checked), or another export
+/// taking nothing and returning nothing or an `i32` status, which is treated as an exit code.
+/// wasm-ld wraps every export of a command in its constructors, so the export finds the
+/// guest's runtime (environment, preopens) set up as `_start` would.
+async fn call(
+    store: &mut Store<ModuleState>,
+    instance: &wasmtime::Instance,
+    export: &str,
+) -> wasmtime::Result<()> {
+    let Some(func) = instance.get_func(&mut *store, export) else {
+        wasmtime::bail!("the module exports no function named {export:?}");
+    };
+    let ty = func.ty(&*store);
+    let results: Vec<ValType> = ty.results().collect();
+    if ty.params().len() != 0 {
+        wasmtime::bail!("export {export:?} must take no parameters");
+    }
+    match results.as_slice() {
+        [] => func.typed::<(), ()>(&*store)?.call_async(store, ()).await,
+        [ValType::I32] => match func
+            .typed::<(), i32>(&*store)?
+            .call_async(store, ())
+            .await?
+        {
+            0 => Ok(()),
+            code => Err(I32Exit(code).into()),
+        },
+        _ => wasmtime::bail!("export {export:?} must return nothing or an i32 status"),
+    }
 }
 
 /// A pod runs a WASI command: it must export `_start` as a function of no arguments and no

@@ -829,3 +829,36 @@ async fn a_cpu_limit_holds_a_busy_guest_to_its_share_of_a_core() {
     );
     assert!(limited >= Duration::from_millis(50), "limited: {limited:?}");
 }
+
+#[tokio::test]
+async fn calling_an_export_runs_it_in_a_new_instance_that_sees_the_volumes() {
+    let runtime = Runtime::new().unwrap();
+    let files = prepare(&runtime, "files").await;
+    let probe = tempfile::tempdir().unwrap();
+    let call = |export: &'static str| {
+        let log = Log::new();
+        let mut run = spec("files", &[], &log);
+        run.preopens = vec![flotilla_node::runtime::Preopen {
+            host: probe.path().to_path_buf(),
+            guest: "/probe".into(),
+            read_only: true,
+        }];
+        let runtime = runtime.clone();
+        let files = files.clone();
+        async move { (runtime.call(&files, run, export).await, log.contents()) }
+    };
+    let (outcome, output) = call("healthz").await;
+    assert_eq!(outcome, ExitOutcome::Exited(1));
+    assert!(output.contains("/probe/healthy is missing"), "{output}");
+    std::fs::write(probe.path().join("healthy"), "").unwrap();
+    assert_eq!(call("healthz").await.0, ExitOutcome::Exited(0));
+    match call("nothing").await.0 {
+        ExitOutcome::Trapped { message } => {
+            assert!(
+                message.contains("no function named \"nothing\""),
+                "{message}"
+            )
+        }
+        other => panic!("calling a missing export: {other:?}"),
+    }
+}
