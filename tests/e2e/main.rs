@@ -15,6 +15,7 @@ mod nodes;
 mod pod_spec;
 mod pods;
 mod probes;
+mod termination;
 mod watch;
 mod workloads_batch;
 

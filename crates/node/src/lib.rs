@@ -41,6 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How a node agent is set up.
@@ -157,6 +158,7 @@ impl NodeAgent {
             context,
             workers: HashMap::new(),
             seen_in_relist: HashSet::new(),
+            terminating: Arc::default(),
         };
         let pods: Api<Pod> = Api::all(client.clone());
         let selector = format!("spec.nodeName={}", config.name);
@@ -192,6 +194,9 @@ struct Supervisor {
     context: pod::PodContext,
     workers: HashMap<String, pod::Worker>,
     seen_in_relist: HashSet<String>,
+    /// Pods being stopped for deletion, by uid: their grace period runs in a task of its
+    /// own, so one slow pod does not hold up the others.
+    terminating: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Supervisor {
@@ -199,8 +204,10 @@ impl Supervisor {
         match event {
             watcher::Event::Apply(pod) => self.apply(pod).await,
             watcher::Event::Delete(pod) => {
-                self.stop_for_deletion(&pod).await;
-                self.forget(&pod);
+                // Gone from the API (deleted with no grace, or its deletion finished): stop
+                // whatever still runs at once.
+                self.stop(&uid(&pod)).await;
+                forget(&self.context, &pod);
             }
             watcher::Event::Init => self.seen_in_relist.clear(),
             watcher::Event::InitApply(pod) => {
@@ -227,8 +234,7 @@ impl Supervisor {
         if pod.metadata.deletion_timestamp.is_some() {
             // Never start a pod that is being deleted, even one this agent has not run yet (it
             // was evicted while the node was away, and its replacement may run elsewhere).
-            self.stop_for_deletion(&pod).await;
-            self.finish_deletion(&pod).await;
+            self.terminate(pod);
             return;
         }
         if self.workers.contains_key(&uid) || pod::is_finished(&pod) {
@@ -245,54 +251,44 @@ impl Supervisor {
         }
     }
 
-    /// Stops a deleted pod's containers, if they run here, saying so in `Killing` events.
-    async fn stop_for_deletion(&mut self, pod: &Pod) {
-        let Some(worker) = self.workers.remove(&uid(pod)) else {
-            return;
-        };
-        if !worker.is_running() {
-            return;
+    /// Stops a pod that is being deleted, within its grace period, and then removes it for
+    /// good, as the kubelet does once a graceful deletion has run its course.
+    fn terminate(&mut self, pod: Pod) {
+        let uid = uid(&pod);
+        if !self
+            .terminating
+            .lock()
+            .expect("terminating set poisoned")
+            .insert(uid.clone())
+        {
+            return; // already under way
         }
-        tracing::info!(pod = %pod.name_any(), namespace = %pod.namespace().unwrap_or_default(), "stopping pod for deletion");
-        for container in pod.spec.iter().flat_map(|s| &s.containers) {
-            self.context
-                .recorder
-                .record(
-                    pod,
-                    EventType::Normal,
-                    "Killing",
-                    format!("Stopping container {}", container.name),
-                )
-                .await;
-        }
-        worker.stop().await;
-    }
-
-    /// The pod's containers are stopped: remove it for good, as the kubelet does once a
-    /// graceful deletion has run its course.
-    async fn finish_deletion(&self, pod: &Pod) {
-        let api: Api<Pod> = Api::namespaced(
-            self.context.client.clone(),
-            &pod.namespace().unwrap_or_default(),
-        );
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..DeleteParams::default()
-        };
-        match api.delete(&pod.name_any(), &params).await {
-            Ok(_) => tracing::info!(pod = %pod.name_any(), "pod stopped and deleted"),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => {
-                tracing::warn!(pod = %pod.name_any(), %error, "could not finish deleting the pod")
+        let worker = self.workers.remove(&uid);
+        let context = self.context.clone();
+        let terminating = self.terminating.clone();
+        tokio::spawn(async move {
+            if let Some(worker) = worker.filter(pod::Worker::is_running) {
+                let grace = grace_period(&pod);
+                tracing::info!(pod = %pod.name_any(), namespace = %pod.namespace().unwrap_or_default(), grace = ?grace, "stopping pod for deletion");
+                for container in pod.spec.iter().flat_map(|s| &s.containers) {
+                    context
+                        .recorder
+                        .record(
+                            &pod,
+                            EventType::Normal,
+                            "Killing",
+                            format!("Stopping container {}", container.name),
+                        )
+                        .await;
+                }
+                worker.terminate(grace).await;
             }
-        }
-        self.forget(pod);
-    }
-
-    /// Removes what the node kept for a pod that is gone: its logs and its volumes.
-    fn forget(&self, pod: &Pod) {
-        self.context.logs.forget_pod(&uid(pod));
-        volumes::remove(&self.context.volumes_root, &uid(pod));
+            finish_deletion(&context, &pod).await;
+            terminating
+                .lock()
+                .expect("terminating set poisoned")
+                .remove(&uid);
+        });
     }
 
     async fn stop_all(&mut self) {
@@ -300,6 +296,41 @@ impl Supervisor {
             worker.stop().await;
         }
     }
+}
+
+/// How long a deleted pod's containers get to stop: what the deletion asked for, else the
+/// pod's `terminationGracePeriodSeconds`.
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod.metadata.deletion_grace_period_seconds.or_else(|| {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+    });
+    Duration::from_secs(seconds.and_then(|s| u64::try_from(s).ok()).unwrap_or(30))
+}
+
+/// The pod's containers are stopped: delete it for good.
+async fn finish_deletion(context: &pod::PodContext, pod: &Pod) {
+    let api: Api<Pod> =
+        Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    match api.delete(&pod.name_any(), &params).await {
+        Ok(_) => tracing::info!(pod = %pod.name_any(), "pod stopped and deleted"),
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => {
+            tracing::warn!(pod = %pod.name_any(), %error, "could not finish deleting the pod")
+        }
+    }
+    forget(context, pod);
+}
+
+/// Removes what the node kept for a pod that is gone: its logs and its volumes.
+fn forget(context: &pod::PodContext, pod: &Pod) {
+    context.logs.forget_pod(&uid(pod));
+    volumes::remove(&context.volumes_root, &uid(pod));
 }
 
 fn uid(pod: &Pod) -> String {

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -43,12 +44,35 @@ pub struct PodContext {
 /// A running pod supervisor.
 pub struct Worker {
     task: tokio::task::JoinHandle<()>,
+    /// When the pod was asked to terminate, the end of its grace period.
+    termination: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
 }
 
 impl Worker {
     pub fn start(context: PodContext, pod: Pod) -> Worker {
+        let (termination, terminating) = tokio::sync::watch::channel(None);
         Worker {
-            task: tokio::spawn(run_pod(context, Arc::new(pod))),
+            task: tokio::spawn(run_pod(context, Arc::new(pod), terminating)),
+            termination,
+        }
+    }
+
+    /// Stops the pod gracefully: each running container with a `preStop` hook has the hook
+    /// called and then `grace` to end by itself; containers without one, and any still
+    /// running when `grace` is up, are stopped at once. Nothing is restarted meanwhile.
+    ///
+    /// A Wasm guest cannot be sent SIGTERM, so without a hook it would never learn that it
+    /// is being stopped, and waiting out the grace period would only delay the deletion.
+    pub async fn terminate(mut self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.termination.send_replace(Some(deadline));
+        // A moment past the deadline, for the containers to record how they ended.
+        let settle = deadline + Duration::from_millis(100);
+        if tokio::time::timeout_at(settle, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.stop().await;
         }
     }
 
@@ -159,6 +183,8 @@ struct PodState {
 /// State shared by a pod's container loops and its reporter.
 struct Shared {
     pod: Arc<Pod>,
+    /// Set to the end of the grace period when the pod is being deleted.
+    termination: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
     api: Api<Pod>,
     state: Mutex<PodState>,
     changed: Notify,
@@ -169,6 +195,25 @@ struct Shared {
 }
 
 impl Shared {
+    /// Waits until the pod is asked to terminate, and returns the end of its grace period.
+    async fn terminating(&self) -> tokio::time::Instant {
+        let mut termination = self.termination.clone();
+        let deadline = termination
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|deadline| *deadline);
+        match deadline {
+            Some(deadline) => deadline,
+            // The worker is gone without terminating: the task is being aborted anyway.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn is_terminating(&self) -> bool {
+        self.termination.borrow().is_some()
+    }
+
     fn update(&self, index: usize, change: impl FnOnce(&mut ContainerRecord)) {
         change(&mut self.state.lock().expect("pod state poisoned").containers[index]);
         self.changed.notify_one();
@@ -381,7 +426,11 @@ fn waiting(reason: &str, message: impl Into<String>) -> ContainerState {
     }
 }
 
-async fn run_pod(context: PodContext, pod: Arc<Pod>) {
+async fn run_pod(
+    context: PodContext,
+    pod: Arc<Pod>,
+    termination: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+) {
     let spec = pod.spec.clone().unwrap_or_default();
     let init_containers = spec.init_containers.unwrap_or_default();
     let containers = spec.containers;
@@ -422,6 +471,7 @@ async fn run_pod(context: PodContext, pod: Arc<Pod>) {
     let deadline = active_deadline(&pod, &start_time);
     let shared = Arc::new(Shared {
         pod,
+        termination,
         api,
         state: Mutex::new(PodState {
             containers: records,
@@ -474,6 +524,9 @@ async fn run_containers(
             // Failed and will not be retried (restartPolicy Never): the pod has failed.
             return;
         }
+    }
+    if shared.is_terminating() {
+        return;
     }
     if init_count > 0 {
         shared.state.lock().expect("pod state poisoned").initialized = true;
@@ -610,10 +663,15 @@ async fn run_container(
             cpu_limit,
         };
         let began = Instant::now();
+        let run = launch.run(log_file);
+        tokio::pin!(run);
         let ended = tokio::select! {
-            outcome = launch.run(log_file) => Ended::Exited(outcome),
+            outcome = &mut run => Ended::Exited(outcome),
             why = probes::watch(&shared, index, &probes, |export| launch.call(export)) => {
                 Ended::Killed(why)
+            }
+            deadline = shared.terminating() => {
+                stop_gracefully(&shared, &launch, &mut run, deadline).await
             }
         };
         let ran_for = began.elapsed();
@@ -647,6 +705,7 @@ async fn run_container(
         }
         tracing::info!(pod = %pod_name, container = %container.name, exit_code = code, reason, "container exited");
         let restart = match policy.as_str() {
+            _ if shared.is_terminating() => false,
             "Never" => false,
             "OnFailure" => code != 0,
             _ => true,
@@ -688,7 +747,49 @@ async fn run_container(
                 format!("Back-off restarting failed container {}", container.name),
             )
             .await;
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.terminating() => return false,
+        }
+    }
+}
+
+/// Stops a running container for the pod's deletion: calls its `preStop` hook and lets it
+/// run until `deadline` to end by itself, or stops it at once when it has no hook.
+async fn stop_gracefully(
+    shared: &Shared,
+    launch: &Launch<'_>,
+    run: &mut (impl Future<Output = ExitOutcome> + Unpin),
+    deadline: tokio::time::Instant,
+) -> Ended {
+    let hook = launch
+        .container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|exec| exec.command.as_ref()?.first().cloned());
+    let Some(export) = hook else {
+        return Ended::Killed("stopped: the pod is being deleted".into());
+    };
+    let name = &launch.container.name;
+    let graceful = async {
+        if let Err(message) = launch.call(export).await {
+            shared
+                .event(
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    format!("PreStopHook failed for container {name}: {message}"),
+                )
+                .await;
+        }
+        run.await
+    };
+    match tokio::time::timeout_at(deadline, graceful).await {
+        Ok(outcome) => Ended::Exited(outcome),
+        Err(_) => {
+            Ended::Killed("stopped: still running when the termination grace period ran out".into())
+        }
     }
 }
 

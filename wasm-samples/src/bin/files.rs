@@ -6,7 +6,8 @@
 //! - `write PATH TEXT`: creates or truncates the file with TEXT;
 //! - `ls DIR`: the sorted names in the directory;
 //! - `log PATH`: appends `line N` to the file every 100 ms, forever (a log-writing app);
-//! - `follow PATH`: prints each line appended to the file, forever (a log shipper).
+//! - `follow PATH`: prints each line appended to the file, forever (a log shipper);
+//! - `until PATH`: waits until the file exists (a program told to stop through a file).
 //!
 //! A failed operation prints `error: OP PATH: ...` and the program carries on, so a test
 //! sees every outcome; the exit code is the number of failures.
@@ -14,7 +15,8 @@
 //! It also exports two functions for `exec` probes (a probe calls an export of the module in a
 //! new instance that shares the container's volumes): `healthz` succeeds while the file named
 //! by `$HEALTH_FILE` (default `/probe/healthy`) exists, `readyz` while `$READY_FILE` (default
-//! `/probe/ready`) does.
+//! `/probe/ready`) does. A third, `prestop`, is a `preStop` hook: it creates the file named by
+//! `$STOP_FILE` (default `/run/stop`), which a program waiting with `until` takes as its cue.
 
 use std::io::{BufRead, BufReader, Seek, Write};
 use std::time::Duration;
@@ -46,6 +48,10 @@ fn main() {
             "log" => {
                 let path = arg();
                 log_forever(&path).map_err(|e| annotate(e, "log", &path))
+            }
+            "until" => {
+                let path = arg();
+                wait_for_file(&path).map(|()| println!("{path} appeared"))
             }
             "follow" => {
                 let path = arg();
@@ -82,6 +88,13 @@ fn log_forever(path: &str) -> std::io::Result<()> {
     for n in 1.. {
         writeln!(file, "line {n}")?;
         std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn wait_for_file(path: &str) -> std::io::Result<()> {
+    while !std::fs::exists(path)? {
+        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
 }
@@ -131,5 +144,18 @@ fn file_exists_status(variable: &str, default: &str) -> i32 {
     } else {
         println!("{path} is missing");
         1
+    }
+}
+
+/// preStop hook: creates the stop file; 0 on success.
+#[unsafe(no_mangle)]
+pub extern "C" fn prestop() -> i32 {
+    let path = std::env::var("STOP_FILE").unwrap_or_else(|_| "/run/stop".to_string());
+    match std::fs::write(&path, "stop") {
+        Ok(()) => 0,
+        Err(error) => {
+            println!("cannot write {path}: {error}");
+            1
+        }
     }
 }
