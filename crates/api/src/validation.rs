@@ -6,6 +6,7 @@ use crate::status::{ApiStatus, Cause};
 use serde_json::Value;
 use std::collections::HashSet;
 
+mod modules;
 mod workloads;
 
 const DNS1123_LABEL_MAX: usize = 63;
@@ -133,6 +134,7 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
         "Deployment" | "ReplicaSet" | "DaemonSet" | "ReplicationController" | "Job" => {
             workloads::validate(resource.kind, object, &mut causes)
         }
+        "Module" => modules::validate(object, &mut causes),
         _ => {}
     }
     if causes.is_empty() {

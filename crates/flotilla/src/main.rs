@@ -1,8 +1,10 @@
 //! `flotilla`: the one binary — a whole cluster (`up`), a node agent that joins one (`node`),
-//! and everyday commands for people without kubectl (`apply`, `get`, `logs`, `delete`).
+//! and everyday commands for people without kubectl (`apply`, `get`, `logs`, `delete`,
+//! `push`).
 
 mod controller_manager;
 mod objects;
+mod push;
 mod up;
 mod user;
 
@@ -37,6 +39,8 @@ enum Command {
     Delete(user::DeleteArgs),
     /// Set the replica count of a Deployment, ReplicaSet or ReplicationController.
     Scale(user::ScaleArgs),
+    /// Upload a Wasm module to the cluster as NAME:TAG, for pods to run by that name.
+    Push(push::PushArgs),
     /// Run the controllers and the scheduler against a cluster (with `flotilla up --no-controllers`).
     ControllerManager(controller_manager::ControllerManagerArgs),
 }
@@ -108,6 +112,10 @@ async fn main() -> std::process::ExitCode {
         Command::Scale(args) => {
             init_logging("warn");
             user::scale(args).await
+        }
+        Command::Push(args) => {
+            init_logging("warn");
+            push::push(args).await
         }
         Command::ControllerManager(args) => {
             init_logging("info");

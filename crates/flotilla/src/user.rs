@@ -19,11 +19,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    async fn client(&self) -> Result<kube::Client> {
+    pub(crate) async fn client(&self) -> Result<kube::Client> {
         flotilla_client::connect(self.kubeconfig.as_deref()).await
     }
 
-    fn namespace(&self, client: &kube::Client) -> String {
+    pub(crate) fn namespace(&self, client: &kube::Client) -> String {
         self.namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string())

@@ -138,10 +138,14 @@ impl NodeAgent {
         let context = pod::PodContext {
             client: client.clone(),
             runtime,
+            // Pushed and registry modules are kept by digest in the data directory, so a
+            // restarted agent runs what it has without fetching it again.
             images: images::Resolver::new(
                 config.module_dirs.clone(),
                 config.limits.max_module_size,
-            ),
+            )
+            .with_cluster(client.clone())
+            .with_cache(config.data_dir.join("images")),
             logs: log_store,
             recorder: flotilla_client::events::Recorder::new(
                 client.clone(),
