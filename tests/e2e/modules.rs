@@ -46,7 +46,7 @@ fn wait_for_waiting(cluster: &Cluster, pod: &str, needle: &str) -> anyhow::Resul
 #[test]
 fn pushed_modules_run_by_tag_and_digest_and_moved_tags_follow_the_pull_policy() -> anyhow::Result<()>
 {
-    let cluster = Cluster::start(1)?;
+    let mut cluster = Cluster::start(1)?;
     let first = digest_of("hello.wasm")?;
     let pushed = push(&cluster, "hello.wasm", "hello:v1")?;
     assert!(pushed.contains(&first), "{pushed}");
@@ -118,6 +118,21 @@ fn pushed_modules_run_by_tag_and_digest_and_moved_tags_follow_the_pull_policy() 
         reason == "ErrImagePull" || reason == "ImagePullBackOff",
         "{reason}"
     );
+
+    // A restarted node runs what it has on disk without fetching: with the apiserver's copies
+    // gone, both versions still start (the tag as the Always pod last resolved it).
+    cluster.kill_and_restart(1)?;
+    std::fs::remove_dir_all(cluster.data_dir().join("blobs/sha256"))?;
+    std::fs::create_dir_all(cluster.data_dir().join("blobs/sha256"))?;
+    checked_apply(&cluster, &pod("cached-tag", "hello:v1", None))?;
+    checked_apply(
+        &cluster,
+        &pod("cached-digest", &format!("hello@{first}"), None),
+    )?;
+    cluster.wait_for_field("pod/cached-tag", ".status.phase", "Succeeded", SETTLE)?;
+    cluster.wait_for_field("pod/cached-digest", ".status.phase", "Succeeded", SETTLE)?;
+    assert_eq!(cluster.field("pod/cached-tag", IMAGE_ID), second);
+    assert_eq!(cluster.field("pod/cached-digest", IMAGE_ID), first);
     Ok(())
 }
 

@@ -25,8 +25,10 @@ mod oci;
 use flotilla_api::image::{Image, ModuleRef, OciRef, Reference};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Why an image could not be fetched; becomes `ErrImagePull` (or `ErrImageNeverPull`) with
 /// this message.
@@ -146,6 +148,9 @@ pub struct Resolver {
     max_size: u64,
     cluster: Option<cluster::ClusterModules>,
     cache: cache::Cache,
+    /// One lock per digest being downloaded, so a thousand replicas of a new module starting
+    /// at once fetch it once: the others wait, then find it in the cache.
+    downloads: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Resolver {
@@ -158,6 +163,7 @@ impl Resolver {
             max_size,
             cluster: None,
             cache: cache::Cache::in_memory_only(),
+            downloads: Arc::default(),
         }
     }
 
@@ -310,6 +316,19 @@ impl Resolver {
         let bytes = match self.cache.blob(&digest).await {
             Some(bytes) => bytes,
             None => {
+                let gate = self
+                    .downloads
+                    .lock()
+                    .expect("download gates poisoned")
+                    .entry(digest.clone())
+                    .or_default()
+                    .clone();
+                let _downloading = gate.lock().await;
+                if let Some(bytes) = self.cache.blob(&digest).await {
+                    // Another start downloaded it while this one waited.
+                    self.cache.set_tag(key, &digest).await;
+                    return Ok(Some(bytes));
+                }
                 let bytes = download(digest.clone()).await?;
                 let actual = format!("{:x}", Sha256::digest(&bytes));
                 let expected = digest.trim_start_matches("sha256:");
@@ -466,6 +485,30 @@ mod tests {
         let again = Resolver::new(Vec::new(), 1 << 20).with_cache(dir.path().to_path_buf());
         assert_eq!(again.cache.tag("k").await, Some(digest.clone()));
         assert_eq!(again.cache.blob(&digest).await, Some(module));
+    }
+
+    #[tokio::test]
+    async fn concurrent_starts_download_a_new_digest_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = Resolver::new(Vec::new(), 1 << 20).with_cache(dir.path().to_path_buf());
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let digest = format!("sha256:{:x}", Sha256::digest(&module));
+        let downloads = std::sync::atomic::AtomicUsize::new(0);
+        let start = || async {
+            let request = request("hello:v1", PullPolicy::Always);
+            let resolve = async { Ok(Some(digest.clone())) };
+            let download = |_| async {
+                downloads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(module.clone())
+            };
+            resolver
+                .through_cache(&request, "k", resolve, download)
+                .await
+        };
+        let results = futures::future::join_all((0..20).map(|_| start())).await;
+        assert!(results.iter().all(|r| matches!(r, Ok(Some(_)))));
+        assert_eq!(downloads.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
