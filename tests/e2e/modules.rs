@@ -119,6 +119,24 @@ fn pushed_modules_run_by_tag_and_digest_and_moved_tags_follow_the_pull_policy() 
         "{reason}"
     );
 
+    // A large file streams with progress (the bytes only need to look like Wasm to upload).
+    let big = cluster.dir.path().join("big.wasm");
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.resize(5 * 1024 * 1024, 0);
+    std::fs::write(&big, &bytes)?;
+    let output = cluster.flotilla(&["push", &big.display().to_string(), "big:v1"], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("100%"), "{stderr}");
+    let size = cluster.kubectl_ok(&[
+        "get",
+        "module",
+        "big",
+        "-o",
+        "jsonpath={.spec.tags[0].size}",
+    ])?;
+    assert_eq!(size, bytes.len().to_string());
+
     // A restarted node runs what it has on disk without fetching: with the apiserver's copies
     // gone, both versions still start (the tag as the Always pod last resolved it).
     cluster.kill_and_restart(1)?;

@@ -59,7 +59,8 @@ pub async fn push(args: PushArgs) -> Result<()> {
     let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
     let size = bytes.len() as u64;
 
-    let client = args.connection.client().await?;
+    let config = args.connection.config().await?;
+    let client = kube::Client::try_from(config.clone()).context("building the API client")?;
     let namespace = args.connection.namespace(&client);
     let blob =
         format!("/apis/flotilla.dev/v1/namespaces/{namespace}/modules/{name}/blobs/{digest}");
@@ -67,7 +68,7 @@ pub async fn push(args: PushArgs) -> Result<()> {
     if present.is_success() {
         eprintln!("{namespace}/{name}: the cluster has {digest} already; not uploading it again");
     } else {
-        upload(&client, &blob, bytes, &file).await?;
+        upload(&client, &config, &blob, bytes, &file).await?;
     }
     tag_module(&client, &namespace, &name, &tag, &digest, size).await?;
 
@@ -78,38 +79,26 @@ pub async fn push(args: PushArgs) -> Result<()> {
     Ok(())
 }
 
-/// PUTs the bytes; for large files a line on stderr says how the upload goes meanwhile.
-async fn upload(client: &kube::Client, path: &str, bytes: Vec<u8>, file: &str) -> Result<()> {
+/// PUTs the bytes, showing progress for large files.
+async fn upload(
+    client: &kube::Client,
+    config: &kube::Config,
+    path: &str,
+    bytes: Vec<u8>,
+    file: &str,
+) -> Result<()> {
     let size = bytes.len();
-    let started = Instant::now();
-    // kube's request body is sent whole, so what can be shown is time and the overall rate.
-    let progress = (size > LARGE).then(|| {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            every.tick().await;
-            loop {
-                every.tick().await;
-                eprintln!(
-                    "  uploading {:.1} MiB… {}s",
-                    size as f64 / 1048576.0,
-                    started.elapsed().as_secs()
-                );
-            }
-        })
-    });
-    if progress.is_some() {
-        eprintln!("uploading {file} ({:.1} MiB)", size as f64 / 1048576.0);
-    }
-    let outcome = send(client, http::Method::PUT, path, bytes).await;
-    if let Some(progress) = progress {
-        progress.abort();
-        eprintln!(
-            "  uploaded {:.1} MiB in {:.1}s",
-            size as f64 / 1048576.0,
-            started.elapsed().as_secs_f64()
-        );
-    }
-    let (status, body) = outcome?;
+    let (status, body) = if size > LARGE && config.cluster_url.scheme_str() == Some("http") {
+        eprintln!("uploading {file} ({:.1} MiB)", mib(size));
+        let started = Instant::now();
+        let answer = stream_with_progress(config, path, bytes).await?;
+        if answer.0.is_success() {
+            eprintln!("  uploaded in {:.1}s", started.elapsed().as_secs_f64());
+        }
+        answer
+    } else {
+        send(client, http::Method::PUT, path, bytes).await?
+    };
     if !status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -118,6 +107,81 @@ async fn upload(client: &kube::Client, path: &str, bytes: Vec<u8>, file: &str) -
         bail!("the apiserver refused the upload ({status}): {message}");
     }
     Ok(())
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// kube's client sends a request body in one piece, which leaves nothing to show while it
+/// goes; so a large upload to a plain-HTTP cluster (what flotilla serves today) is streamed
+/// over HTTP/1.1 straight to the server the kubeconfig names, with its token, printing how
+/// much has been handed to the connection at most once a second.
+async fn stream_with_progress(
+    config: &kube::Config,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<(http::StatusCode, Vec<u8>)> {
+    use secrecy::ExposeSecret as _;
+    let url = &config.cluster_url;
+    let authority = url
+        .authority()
+        .context("the kubeconfig's server URL has no host")?
+        .to_string();
+    // A server URL may carry a path prefix (a proxy in front of the apiserver).
+    let target = format!("{}{path}", url.path().trim_end_matches('/'));
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .with_context(|| format!("connecting to the apiserver at {authority}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .context("talking HTTP to the apiserver")?;
+    tokio::spawn(connection);
+
+    const CHUNK: usize = 256 * 1024;
+    let size = bytes.len();
+    let bytes = bytes::Bytes::from(bytes);
+    let mut shown = Instant::now();
+    let frames = (0..size).step_by(CHUNK).map(move |start| {
+        let chunk = bytes.slice(start..(start + CHUNK).min(size));
+        let sent = start + chunk.len();
+        if sent == size || shown.elapsed() >= Duration::from_secs(1) {
+            shown = Instant::now();
+            eprintln!(
+                "  {:>3}%  {:.1} of {:.1} MiB",
+                sent * 100 / size,
+                mib(sent),
+                mib(size)
+            );
+        }
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk))
+    });
+    let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+    let mut request = http::Request::put(target)
+        .header(http::header::HOST, &authority)
+        .header(http::header::CONTENT_TYPE, "application/wasm")
+        .header(http::header::CONTENT_LENGTH, size)
+        .header(http::header::USER_AGENT, "flotilla-push");
+    if let Some(token) = &config.auth_info.token {
+        request = request.header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", token.expose_secret()),
+        );
+    }
+    let response = sender
+        .send_request(request.body(body)?)
+        .await
+        .context("sending the module to the apiserver")?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the apiserver's answer")?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
 }
 
 /// One raw request through the kube client (same credentials and transport as every command).

@@ -23,6 +23,10 @@ impl Connection {
         flotilla_client::connect(self.kubeconfig.as_deref()).await
     }
 
+    pub(crate) async fn config(&self) -> Result<kube::Config> {
+        flotilla_client::config(self.kubeconfig.as_deref()).await
+    }
+
     pub(crate) fn namespace(&self, client: &kube::Client) -> String {
         self.namespace
             .clone()
