@@ -5,7 +5,9 @@
 //! are handled as JSON for every kind alike: the path names a [`ResourceType`], the body is
 //! decoded, defaulted and validated, and the store gives it a revision that becomes its
 //! `resourceVersion`. Watches replay the store's history from the requested revision and then
-//! stream live, one JSON event per line.
+//! stream live, one JSON event per line. The bytes of pushed modules (the `Module` kind) are
+//! the one thing kept outside the store: content-addressed files uploaded and served under
+//! `modules/{name}/blobs/sha256:{hex}` (see `blobs.rs` for why and how they are made durable).
 //!
 //! ```no_run
 //! # async fn demo(store: flotilla_store::Store) -> std::io::Result<()> {

@@ -3,7 +3,8 @@
 //! It registers a Node, keeps it Ready with heartbeats, renews its Lease in `kube-node-lease`
 //! (what the node lifecycle controller watches to tell a dead node), watches the pods bound to
 //! it (one list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that
-//! resolves its modules, runs every container in wasmtime ([`runtime`]; WASI preview 1 modules
+//! resolves its modules (files, URLs, modules pushed to the cluster, OCI artifacts; kept on
+//! disk by digest and pulled as `imagePullPolicy` says), runs every container in wasmtime ([`runtime`]; WASI preview 1 modules
 //! and WASI 0.2 components, compiled once and cached in the data directory) with only its
 //! declared args and env, restarts them as `restartPolicy` says, and reports status through the API. What
 //! the guests write to stdout and stderr goes to per-container log files, one timestamped record
