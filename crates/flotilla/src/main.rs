@@ -69,6 +69,8 @@ struct NodeArgs {
     #[command(flatten)]
     limits: up::NodeLimitsArgs,
     #[command(flatten)]
+    images: up::NodeImageArgs,
+    #[command(flatten)]
     resources: up::NodeResourcesArgs,
 }
 
@@ -141,6 +143,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.lease_renew_interval = args.lease_renew_interval;
     config.limits = args.limits.limits();
+    config.insecure_registries = args.images.insecure_registries();
     config.resources = args.resources.resources();
     config.restart_backoff = args.resources.backoff();
     flotilla_node::NodeAgent::new(client, config)

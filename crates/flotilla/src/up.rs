@@ -28,6 +28,8 @@ pub struct UpArgs {
     #[command(flatten)]
     limits: NodeLimitsArgs,
     #[command(flatten)]
+    images: NodeImageArgs,
+    #[command(flatten)]
     resources: NodeResourcesArgs,
     #[command(flatten)]
     lifecycle: crate::controller_manager::NodeLifecycleArgs,
@@ -54,6 +56,21 @@ pub struct NodeLimitsArgs {
     /// line saying the log was truncated.
     #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = parse_bytes)]
     max_log_size: u64,
+}
+
+/// Where a node may pull images from: shared by `up` and `node`.
+#[derive(clap::Args)]
+pub struct NodeImageArgs {
+    /// An OCI registry (HOST[:PORT]) to pull from over plain HTTP although it is not on
+    /// loopback (repeatable); loopback registries need no flag.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+}
+
+impl NodeImageArgs {
+    pub fn insecure_registries(&self) -> Vec<String> {
+        self.insecure_registries.clone()
+    }
 }
 
 impl NodeLimitsArgs {
@@ -255,6 +272,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
         config.module_dirs = module_dirs.clone();
         config.limits = args.limits.limits();
+        config.insecure_registries = args.images.insecure_registries();
         config.resources = args.resources.resources();
         config.restart_backoff = args.resources.backoff();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.

@@ -151,6 +151,8 @@ pub struct Resolver {
     /// One lock per digest being downloaded, so a thousand replicas of a new module starting
     /// at once fetch it once: the others wait, then find it in the cache.
     downloads: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Registries spoken to over plain HTTP besides those on loopback.
+    insecure_registries: Arc<[String]>,
 }
 
 impl Resolver {
@@ -164,6 +166,7 @@ impl Resolver {
             cluster: None,
             cache: cache::Cache::in_memory_only(),
             downloads: Arc::default(),
+            insecure_registries: Arc::new([]),
         }
     }
 
@@ -176,6 +179,13 @@ impl Resolver {
     /// Keeps fetched modules, and what their tags last resolved to, in `dir`.
     pub fn with_cache(mut self, dir: PathBuf) -> Self {
         self.cache = cache::Cache::on_disk(dir);
+        self
+    }
+
+    /// Pulls from these registries (`host[:port]`) over plain HTTP too, not only from
+    /// loopback ones.
+    pub fn with_insecure_registries(mut self, registries: Vec<String>) -> Self {
+        self.insecure_registries = registries.into();
         self
     }
 
@@ -266,7 +276,7 @@ impl Resolver {
         request: &ImageRequest,
         reference: &OciRef,
     ) -> Result<Vec<u8>, PullError> {
-        let registry = oci::Registry::new(&request.image, reference)?;
+        let registry = oci::Registry::new(&request.image, reference, &self.insecure_registries)?;
         let key = format!(
             "oci {}/{} {}",
             reference.registry,

@@ -64,6 +64,9 @@ pub struct NodeConfig {
     pub resources: registration::Resources,
     /// How container restarts and image pull retries back off.
     pub restart_backoff: pod::BackoffPolicy,
+    /// OCI registries (`host[:port]`) pulled from over plain HTTP although they are not on
+    /// loopback, as containerd's and Docker's "insecure registries".
+    pub insecure_registries: Vec<String>,
 }
 
 impl NodeConfig {
@@ -78,6 +81,7 @@ impl NodeConfig {
             limits: runtime::Limits::default(),
             resources: registration::Resources::of_machine(),
             restart_backoff: pod::BackoffPolicy::default(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -146,7 +150,8 @@ impl NodeAgent {
                 config.limits.max_module_size,
             )
             .with_cluster(client.clone())
-            .with_cache(config.data_dir.join("images")),
+            .with_cache(config.data_dir.join("images"))
+            .with_insecure_registries(config.insecure_registries.clone()),
             logs: log_store,
             recorder: flotilla_client::events::Recorder::new(
                 client.clone(),

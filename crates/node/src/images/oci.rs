@@ -6,9 +6,12 @@
 //! A small client over the same HTTP/1.1 code as plain downloads rather than a registry crate:
 //! two GETs and a JSON document are all a pull needs, and it keeps the node's dependency tree
 //! and its one HTTP stack as they are. Like plain downloads it speaks HTTP only, so it talks
-//! to registries on loopback (`localhost`, `127.0.0.1`, `[::1]`), where that is safe;
-//! others are refused with a message until HTTPS lands. Registries that ask for credentials
-//! are refused the same way.
+//! to registries on loopback (`localhost`, `127.0.0.1`, `[::1]`), where that is safe, and to
+//! those a node names with `--insecure-registry HOST[:PORT]` (its operator's call, as with
+//! containerd's and Docker's insecure registries); others are refused with a message until
+//! HTTPS lands. Registries that ask for credentials are refused the same way. Layer bytes
+//! are verified against their digest (and, for `@sha256:` references, the manifest too), so
+//! plain HTTP cannot swap a pinned module.
 
 use super::PullError;
 use super::http::{self, GetError, TIMEOUT};
@@ -35,13 +38,17 @@ pub struct Registry<'a> {
 
 impl<'a> Registry<'a> {
     /// A client for `reference`'s registry, if flotilla can talk to it.
-    pub fn new(image: &'a str, reference: &'a OciRef) -> Result<Self, PullError> {
-        if !is_loopback(&reference.registry) {
+    pub fn new(
+        image: &'a str,
+        reference: &'a OciRef,
+        insecure: &[String],
+    ) -> Result<Self, PullError> {
+        if !is_loopback(&reference.registry) && !insecure.contains(&reference.registry) {
             return Err(PullError::Unsupported(
                 image.to_string(),
                 format!(
-                    "registry {} is not on loopback; flotilla pulls over plain HTTP from loopback registries only until HTTPS is supported (push the module to the cluster with `flotilla push` instead)",
-                    reference.registry
+                    "registry {} is not on loopback; flotilla pulls over plain HTTP, so only from loopback registries and those the node allows with --insecure-registry {}, until HTTPS is supported (or push the module to the cluster with `flotilla push`)",
+                    reference.registry, reference.registry
                 ),
             ));
         }
@@ -208,6 +215,23 @@ mod tests {
         for no in ["registry.example:5000", "10.0.0.1:5000", "[fe80::1]:5000"] {
             assert!(!is_loopback(no), "{no}");
         }
+    }
+
+    #[test]
+    fn other_registries_need_to_be_allowed() {
+        let reference = OciRef {
+            registry: "registry.lan:5000".into(),
+            repository: "hello".into(),
+            reference: Reference::Tag("1".into()),
+        };
+        let refused = Registry::new("registry.lan:5000/hello:1", &reference, &[]);
+        let message = refused.err().expect("refused").to_string();
+        assert!(
+            message.contains("--insecure-registry registry.lan:5000"),
+            "{message}"
+        );
+        let allowed = ["registry.lan:5000".to_string()];
+        assert!(Registry::new("registry.lan:5000/hello:1", &reference, &allowed).is_ok());
     }
 
     #[test]
