@@ -40,10 +40,16 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// Blobs under `dir` (created as needed), each at most `max_size` bytes.
+    /// Blobs under `dir` (created as needed), each at most `max_size` bytes. Uploads a crash
+    /// cut short are removed: nobody was told they were stored, and the store's lock makes
+    /// this server the only one using the directory.
     pub fn new(dir: PathBuf, max_size: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("sha256"))?;
-        std::fs::create_dir_all(dir.join("uploads"))?;
+        let uploads = dir.join("uploads");
+        if uploads.exists() {
+            std::fs::remove_dir_all(&uploads)?;
+        }
+        std::fs::create_dir_all(&uploads)?;
         Ok(BlobStore { dir, max_size })
     }
 
