@@ -216,26 +216,21 @@ impl Resolver {
     ) -> Result<Vec<u8>, PullError> {
         let (namespace, name) = (request.namespace.as_str(), module.name.as_str());
         let key = format!("module {namespace} {name} {}", module.reference.as_str());
-        let found = match (&self.cluster, &module.reference) {
-            (Some(cluster), Reference::Digest(digest)) => {
-                let resolve = async { Ok(Some(digest.clone())) };
-                let download = |digest: String| async move {
-                    cluster
-                        .download(namespace, name, &digest, self.max_size)
-                        .await
-                };
-                self.through_cache(request, &key, resolve, download).await?
-            }
-            (Some(cluster), Reference::Tag(tag)) => {
+        let found = match &self.cluster {
+            None => None,
+            Some(cluster) => {
                 let resolve = async {
-                    match cluster.resolve_tag(namespace, name, tag).await {
-                        // The node's sample stands in for a `latest` nobody pushed.
-                        Err(PullError::NoSuchModule { .. } | PullError::NoSuchTag { .. })
-                            if tag == "latest" =>
-                        {
-                            Ok(None)
+                    match &module.reference {
+                        Reference::Digest(digest) => Ok(Some(digest.clone())),
+                        Reference::Tag(tag) => {
+                            match cluster.resolve_tag(namespace, name, tag).await {
+                                // The node's sample stands in for a `latest` nobody pushed.
+                                Err(
+                                    PullError::NoSuchModule { .. } | PullError::NoSuchTag { .. },
+                                ) if tag == "latest" => Ok(None),
+                                other => other.map(Some),
+                            }
                         }
-                        other => other.map(Some),
                     }
                 };
                 let download = |digest: String| async move {
@@ -245,13 +240,12 @@ impl Resolver {
                 };
                 self.through_cache(request, &key, resolve, download).await?
             }
-            (None, _) => None,
         };
         if let Some(bytes) = found {
             return Ok(bytes);
         }
-        // No Module of that name: a sample of the node's, which counts as present even for
-        // `Never`, as an image preloaded on a node does.
+        // Nothing pushed under that name and tag: a sample of the node's, which counts as
+        // present even for `Never`, as an image preloaded on a node does.
         match &module.reference {
             Reference::Tag(tag) if tag == "latest" => match self.locate_sample(name, namespace) {
                 Ok(path) => self.read_file(&path).await,
