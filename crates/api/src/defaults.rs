@@ -116,9 +116,12 @@ fn pod_spec(spec: &mut Value) {
             container
                 .entry("terminationMessagePolicy")
                 .or_insert(json!("File"));
-            container
-                .entry("imagePullPolicy")
-                .or_insert(json!("IfNotPresent"));
+            // Kubernetes: `Always` for the `latest` tag (written or implied), else
+            // `IfNotPresent`, so a moving tag is looked up again at every start.
+            let policy = crate::image::default_pull_policy(
+                container.get("image").and_then(Value::as_str).unwrap_or(""),
+            );
+            container.entry("imagePullPolicy").or_insert(json!(policy));
         }
     }
 }
@@ -311,14 +314,19 @@ mod tests {
 
     #[test]
     fn pods_get_kubernetes_defaults() {
-        let mut pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
+        let mut pod = json!({"spec": {"containers": [
+            {"name": "a", "image": "x"},
+            {"name": "b", "image": "x:v1"},
+            {"name": "c", "image": "x:v1", "imagePullPolicy": "Never"},
+        ]}});
         apply("Pod", &mut pod);
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["status"]["phase"], "Pending");
-        assert_eq!(
-            pod["spec"]["containers"][0]["imagePullPolicy"],
-            "IfNotPresent"
-        );
+        let policies: Vec<&Value> = (0..3)
+            .map(|i| &pod["spec"]["containers"][i]["imagePullPolicy"])
+            .collect();
+        // `x` means `x:latest`, which Kubernetes pulls every time.
+        assert_eq!(policies, ["Always", "IfNotPresent", "Never"]);
     }
 
     #[test]
@@ -373,7 +381,7 @@ mod tests {
         assert_eq!(spec["template"]["spec"]["restartPolicy"], "Always");
         assert_eq!(
             spec["template"]["spec"]["containers"][0]["imagePullPolicy"],
-            "IfNotPresent"
+            "Always"
         );
         // A pod template has no status, unlike a pod.
         assert!(spec["template"].get("status").is_none());

@@ -11,6 +11,7 @@
 //! - [`validation`]: name rules, per-kind required and immutable fields, reported by field
 //!   path.
 //! - [`defaults`]: the defaults Kubernetes fills in on create and update.
+//! - [`image`]: what a container's `image` names (pushed module, registry artifact, file, URL).
 //! - [`selector`]: label and field selectors.
 //! - [`schema`]: the OpenAPI schemas of the served kinds, from k8s-openapi, for documents,
 //!   patching and field validation.
@@ -26,6 +27,7 @@
 
 pub mod defaults;
 pub mod field_manager;
+pub mod image;
 pub mod meta;
 pub mod resource;
 pub mod schema;

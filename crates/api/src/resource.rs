@@ -196,6 +196,18 @@ pub const RESOURCES: &[ResourceType] = &[
         short_names: &[],
         subresources: &[],
     },
+    // A pushed Wasm module: its tags name content-addressed blobs, which the apiserver stores
+    // beside the store and serves under `modules/{name}/blobs/sha256:{hex}`.
+    ResourceType {
+        group: "flotilla.dev",
+        version: "v1",
+        kind: "Module",
+        plural: "modules",
+        singular: "module",
+        namespaced: true,
+        short_names: &["mod"],
+        subresources: &[],
+    },
 ];
 
 /// Finds a resource type by group, version and plural.

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 
 mod config_data;
+mod modules;
 mod volumes;
 mod workloads;
 
@@ -136,6 +137,7 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
             workloads::validate(resource.kind, object, &mut causes)
         }
         "ConfigMap" | "Secret" => config_data::validate(resource.kind, object, &mut causes),
+        "Module" => modules::validate(object, &mut causes),
         _ => {}
     }
     if causes.is_empty() {

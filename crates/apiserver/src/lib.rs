@@ -5,7 +5,9 @@
 //! are handled as JSON for every kind alike: the path names a [`ResourceType`], the body is
 //! decoded, defaulted and validated, and the store gives it a revision that becomes its
 //! `resourceVersion`. Watches replay the store's history from the requested revision and then
-//! stream live, one JSON event per line.
+//! stream live, one JSON event per line. The bytes of pushed modules (the `Module` kind) are
+//! the one thing kept outside the store: content-addressed files uploaded and served under
+//! `modules/{name}/blobs/sha256:{hex}` (see `blobs.rs` for why and how they are made durable).
 //!
 //! ```no_run
 //! # async fn demo(store: flotilla_store::Store) -> std::io::Result<()> {
@@ -19,6 +21,7 @@
 //! [`ResourceType`]: flotilla_api::resource::ResourceType
 
 mod auth;
+mod blobs;
 mod body;
 mod discovery;
 mod error;
@@ -54,6 +57,8 @@ struct Inner {
     http: logs::NodeClient,
     /// How often a watch that allows bookmarks gets one (Kubernetes: about a minute).
     bookmark_interval: std::time::Duration,
+    /// Where pushed modules' bytes live; `None` refuses module uploads.
+    blobs: Option<blobs::BlobStore>,
 }
 
 impl ApiState {
@@ -66,6 +71,7 @@ impl ApiState {
                 token,
                 http: logs::NodeClient::new(),
                 bookmark_interval: std::time::Duration::from_secs(60),
+                blobs: None,
             }),
         }
     }
@@ -76,6 +82,20 @@ impl ApiState {
             .expect("the state is configured before it is shared")
             .bookmark_interval = every;
         self
+    }
+
+    /// Keeps pushed modules' bytes in `dir` (content-addressed files, see the `blobs`
+    /// module), refusing uploads over `max_size` bytes with 413; call before serving.
+    pub fn with_module_blobs(
+        mut self,
+        dir: std::path::PathBuf,
+        max_size: u64,
+    ) -> std::io::Result<Self> {
+        let blobs = blobs::BlobStore::new(dir, max_size)?;
+        Arc::get_mut(&mut self.inner)
+            .expect("the state is configured before it is shared")
+            .blobs = Some(blobs);
+        Ok(self)
     }
 
     pub fn store(&self) -> &Store {
@@ -97,6 +117,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3_index))
         .route("/openapi/v3/{*path}", get(openapi::v3_group_version))
+        .route(
+            blobs::ROUTE,
+            get(blobs::get).put(blobs::put).head(blobs::head),
+        )
         .fallback(rest::dispatch)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -120,6 +120,12 @@ fn columns(kind: &str) -> Vec<Column> {
             SELECTOR,
         ],
         "Lease" => vec![NAME, column("Holder", "string", 0), AGE],
+        "Module" => vec![
+            NAME,
+            column("Tags", "string", 0),
+            AGE,
+            column("Digests", "string", 1),
+        ],
         "Event" => vec![
             column("Last Seen", "string", 0),
             column("Type", "string", 0),
@@ -259,6 +265,31 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             ];
             row.extend(template_cells(kind, object));
             row
+        }
+        "Module" => {
+            let tags = object["spec"]["tags"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let list = |field: &str, width: usize| {
+                let items: Vec<String> = tags
+                    .iter()
+                    .filter_map(|t| t[field].as_str())
+                    .map(|v| v.chars().take(width).collect())
+                    .collect();
+                if items.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    items.join(",")
+                }
+            };
+            // Short digests (sha256: and 12 digits), as `docker images` shows image IDs.
+            vec![
+                name,
+                json!(list("name", 128)),
+                created,
+                json!(list("digest", 19)),
+            ]
         }
         "Lease" => vec![
             name,

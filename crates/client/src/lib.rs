@@ -59,13 +59,18 @@ pub fn find_kubeconfig(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// A client for the cluster a kubeconfig names (see [`find_kubeconfig`]).
 pub async fn connect(explicit: Option<&Path>) -> anyhow::Result<kube::Client> {
+    kube::Client::try_from(config(explicit).await?).context("building the API client")
+}
+
+/// The client configuration a kubeconfig gives (see [`find_kubeconfig`]), for the rare
+/// request kube's client cannot make (`flotilla push` streams large uploads itself).
+pub async fn config(explicit: Option<&Path>) -> anyhow::Result<kube::Config> {
     let path = find_kubeconfig(explicit)?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&path)
         .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
-    kube::Client::try_from(config).context("building the API client")
+        .with_context(|| format!("loading kubeconfig {}", path.display()))
 }
 
 /// A client that calls `router` in process, presenting `token` as a remote client would.

@@ -1,8 +1,10 @@
 //! `flotilla`: the one binary — a whole cluster (`up`), a node agent that joins one (`node`),
-//! and everyday commands for people without kubectl (`apply`, `get`, `logs`, `delete`).
+//! and everyday commands for people without kubectl (`apply`, `get`, `logs`, `delete`,
+//! `push`).
 
 mod controller_manager;
 mod objects;
+mod push;
 mod up;
 mod user;
 
@@ -37,6 +39,8 @@ enum Command {
     Delete(user::DeleteArgs),
     /// Set the replica count of a Deployment, ReplicaSet or ReplicationController.
     Scale(user::ScaleArgs),
+    /// Upload a Wasm module to the cluster as NAME:TAG, for pods to run by that name.
+    Push(push::PushArgs),
     /// Run the controllers and the scheduler against a cluster (with `flotilla up --no-controllers`).
     ControllerManager(controller_manager::ControllerManagerArgs),
 }
@@ -64,6 +68,8 @@ struct NodeArgs {
     lease_renew_interval: std::time::Duration,
     #[command(flatten)]
     limits: up::NodeLimitsArgs,
+    #[command(flatten)]
+    images: up::NodeImageArgs,
     #[command(flatten)]
     resources: up::NodeResourcesArgs,
 }
@@ -109,6 +115,10 @@ async fn main() -> std::process::ExitCode {
             init_logging("warn");
             user::scale(args).await
         }
+        Command::Push(args) => {
+            init_logging("warn");
+            push::push(args).await
+        }
         Command::ControllerManager(args) => {
             init_logging("info");
             controller_manager::run(args).await
@@ -133,6 +143,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.listen = args.listen;
     config.lease_renew_interval = args.lease_renew_interval;
     config.limits = args.limits.limits();
+    config.insecure_registries = args.images.insecure_registries();
     config.resources = args.resources.resources();
     config.restart_backoff = args.resources.backoff();
     flotilla_node::NodeAgent::new(client, config)

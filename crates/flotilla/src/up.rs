@@ -28,6 +28,8 @@ pub struct UpArgs {
     #[command(flatten)]
     limits: NodeLimitsArgs,
     #[command(flatten)]
+    images: NodeImageArgs,
+    #[command(flatten)]
     resources: NodeResourcesArgs,
     #[command(flatten)]
     lifecycle: crate::controller_manager::NodeLifecycleArgs,
@@ -46,13 +48,29 @@ pub struct NodeLimitsArgs {
     /// resources.limits.memory applies when lower (Kubernetes quantity: 512Mi, 1Gi, 2G).
     #[arg(long, value_name = "QUANTITY", default_value = "1Gi", value_parser = parse_bytes)]
     max_pod_memory: u64,
-    /// The largest module file a node reads and compiles; a larger image fails to pull.
+    /// The largest module file a node reads and compiles (a larger image fails to pull), and
+    /// the largest module `flotilla push` may upload (413 past it).
     #[arg(long, value_name = "QUANTITY", default_value = "256Mi", value_parser = parse_bytes)]
     max_module_size: u64,
     /// How much one container run may write to its log; further output is dropped after a
     /// line saying the log was truncated.
     #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = parse_bytes)]
     max_log_size: u64,
+}
+
+/// Where a node may pull images from: shared by `up` and `node`.
+#[derive(clap::Args)]
+pub struct NodeImageArgs {
+    /// An OCI registry (HOST[:PORT]) to pull from over plain HTTP although it is not on
+    /// loopback (repeatable); loopback registries need no flag.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+}
+
+impl NodeImageArgs {
+    pub fn insecure_registries(&self) -> Vec<String> {
+        self.insecure_registries.clone()
+    }
 }
 
 impl NodeLimitsArgs {
@@ -194,7 +212,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
     // kubectl (client-go) sends bearer tokens only over TLS, and the API is served over plain
     // HTTP until TLS lands, so requests are not authenticated yet; the kubeconfig carries the
     // token already so it keeps working once they are. Listen on loopback only meanwhile.
-    let state = flotilla_apiserver::ApiState::new(store.clone(), None);
+    // Pushed modules' bytes live beside the store, capped as nodes cap what they run.
+    let blobs = data_dir.join("blobs");
+    let state = flotilla_apiserver::ApiState::new(store.clone(), None)
+        .with_module_blobs(blobs.clone(), args.limits.limits().max_module_size)
+        .with_context(|| format!("creating the module blob directory {}", blobs.display()))?;
     flotilla_apiserver::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("creating the system namespaces: {}", e.0))?;
@@ -250,6 +272,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
         config.module_dirs = module_dirs.clone();
         config.limits = args.limits.limits();
+        config.insecure_registries = args.images.insecure_registries();
         config.resources = args.resources.resources();
         config.restart_backoff = args.resources.backoff();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.

@@ -19,11 +19,15 @@ pub struct Connection {
 }
 
 impl Connection {
-    async fn client(&self) -> Result<kube::Client> {
+    pub(crate) async fn client(&self) -> Result<kube::Client> {
         flotilla_client::connect(self.kubeconfig.as_deref()).await
     }
 
-    fn namespace(&self, client: &kube::Client) -> String {
+    pub(crate) async fn config(&self) -> Result<kube::Config> {
+        flotilla_client::config(self.kubeconfig.as_deref()).await
+    }
+
+    pub(crate) fn namespace(&self, client: &kube::Client) -> String {
         self.namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string())

@@ -3,7 +3,8 @@
 //! It registers a Node, keeps it Ready with heartbeats, renews its Lease in `kube-node-lease`
 //! (what the node lifecycle controller watches to tell a dead node), watches the pods bound to
 //! it (one list+watch filtered by `spec.nodeName`), and gives each pod a supervisor task that
-//! resolves its modules, runs every container in wasmtime ([`runtime`]; WASI preview 1 modules
+//! resolves its modules (files, URLs, modules pushed to the cluster, OCI artifacts; kept on
+//! disk by digest and pulled as `imagePullPolicy` says), runs every container in wasmtime ([`runtime`]; WASI preview 1 modules
 //! and WASI 0.2 components, compiled once and cached in the data directory) with only its
 //! declared args and env, restarts them as `restartPolicy` says, and reports status through the API. What
 //! the guests write to stdout and stderr goes to per-container log files, one timestamped record
@@ -66,6 +67,9 @@ pub struct NodeConfig {
     pub resources: registration::Resources,
     /// How container restarts and image pull retries back off.
     pub restart_backoff: pod::BackoffPolicy,
+    /// OCI registries (`host[:port]`) pulled from over plain HTTP although they are not on
+    /// loopback, as containerd's and Docker's "insecure registries".
+    pub insecure_registries: Vec<String>,
 }
 
 impl NodeConfig {
@@ -80,6 +84,7 @@ impl NodeConfig {
             limits: runtime::Limits::default(),
             resources: registration::Resources::of_machine(),
             restart_backoff: pod::BackoffPolicy::default(),
+            insecure_registries: Vec::new(),
         }
     }
 }
@@ -141,10 +146,15 @@ impl NodeAgent {
         let context = pod::PodContext {
             client: client.clone(),
             runtime,
+            // Pushed and registry modules are kept by digest in the data directory, so a
+            // restarted agent runs what it has without fetching it again.
             images: images::Resolver::new(
                 config.module_dirs.clone(),
                 config.limits.max_module_size,
-            ),
+            )
+            .with_cluster(client.clone())
+            .with_cache(config.data_dir.join("images"))
+            .with_insecure_registries(config.insecure_registries.clone()),
             logs: log_store,
             recorder: flotilla_client::events::Recorder::new(
                 client.clone(),

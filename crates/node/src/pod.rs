@@ -905,14 +905,15 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
     let mut backoff = Backoff::new(shared.context.backoff);
     loop {
         let began = Instant::now();
-        let result = match shared.context.images.fetch(&image).await {
+        let request = crate::images::ImageRequest::of(&shared.pod, container);
+        let result = match shared.context.images.fetch(&request).await {
             Ok(bytes) => shared
                 .context
                 .runtime
                 .prepare(bytes)
                 .await
-                .map_err(|e| format!("module {image:?} cannot run: {e}")),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| ("ErrImagePull", format!("module {image:?} cannot run: {e}"))),
+            Err(e) => Err((e.reason(), e.to_string())),
         };
         match result {
             Ok(module) => {
@@ -930,11 +931,9 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
                     .await;
                 return module;
             }
-            Err(message) => {
+            Err((reason, message)) => {
                 tracing::warn!(pod = %shared.pod.name_any(), %image, %message, "image pull failed");
-                shared.update(index, |c| {
-                    c.state = waiting("ErrImagePull", message.clone())
-                });
+                shared.update(index, |c| c.state = waiting(reason, message.clone()));
                 shared
                     .event(
                         EventType::Warning,
@@ -944,11 +943,14 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
                     .await;
                 let delay = backoff.after_run(Duration::ZERO);
                 tokio::time::sleep(Duration::from_secs(1).min(delay)).await;
+                // The kubelet keeps ErrImageNeverPull: there is no pull to back off from.
                 shared.update(index, |c| {
-                    c.state = waiting(
-                        "ImagePullBackOff",
-                        format!("Back-off pulling image {image:?}: {message}"),
-                    )
+                    if reason == "ErrImagePull" {
+                        c.state = waiting(
+                            "ImagePullBackOff",
+                            format!("Back-off pulling image {image:?}: {message}"),
+                        )
+                    }
                 });
                 tokio::time::sleep(delay).await;
             }

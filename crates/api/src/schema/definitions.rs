@@ -56,6 +56,7 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
         "Scale",
         "io.k8s.api.autoscaling.v1.Scale",
     ),
+    ("flotilla.dev", "v1", "Module", "dev.flotilla.v1.Module"),
 ];
 
 fn generate() -> Map<String, Value> {
@@ -81,6 +82,7 @@ fn generate() -> Map<String, Value> {
     generator.subschema_for::<meta_v1::Patch>();
     // Without transforms: OpenAPI v2 keeps `description` beside `$ref`, as Kubernetes does.
     let mut definitions = generator.take_definitions(false);
+    definitions.extend(flotilla_definitions());
     for (group, version, kind, name) in KINDS {
         let gvk = json!([{"group": group, "kind": kind, "version": version}]);
         if let Some(Value::Object(schema)) = definitions.get_mut(*name) {
@@ -104,6 +106,73 @@ fn generate() -> Map<String, Value> {
         }
     }
     definitions
+}
+
+/// flotilla's own kinds, written in the form Kubernetes publishes for its types (OpenAPI
+/// names reverse the group's domain, as for CRDs), so `kubectl explain module.spec` and field
+/// validation work as for built-in kinds.
+fn flotilla_definitions() -> Map<String, Value> {
+    let object_meta = "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+    let Value::Object(map) = json!({
+        "dev.flotilla.v1.Module": {
+            "description": "Module is a WebAssembly module or component pushed to the cluster (`flotilla push FILE NAME:TAG`). Pods run it with image NAME:TAG or NAME@sha256:DIGEST; the bytes are stored content-addressed by the apiserver.",
+            "type": "object",
+            "properties": {
+                "apiVersion": {"description": "APIVersion defines the versioned schema of this representation of an object.", "type": "string"},
+                "kind": {"description": "Kind is a string value representing the REST resource this object represents.", "type": "string"},
+                "metadata": {"$ref": object_meta, "description": "Standard object's metadata. The name is the module's name in image references."},
+                "spec": {"$ref": "#/definitions/dev.flotilla.v1.ModuleSpec", "description": "The module's tags."},
+            },
+        },
+        "dev.flotilla.v1.ModuleSpec": {
+            "description": "ModuleSpec lists the tags of a module.",
+            "type": "object",
+            "properties": {
+                "tags": {
+                    "description": "Tags, each naming the digest of an uploaded blob. Pushing to a tag moves it; images that name a digest never move.",
+                    "type": "array",
+                    "items": {"$ref": "#/definitions/dev.flotilla.v1.ModuleTag"},
+                    "x-kubernetes-patch-strategy": "merge",
+                    "x-kubernetes-patch-merge-key": "name",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                },
+                "blobs": {
+                    "description": "Every version pushed, tagged or not, so an image pinned by digest keeps working after its tag moves. Removing an entry makes that digest unavailable to new pulls.",
+                    "type": "array",
+                    "items": {"$ref": "#/definitions/dev.flotilla.v1.ModuleBlob"},
+                    "x-kubernetes-patch-strategy": "merge",
+                    "x-kubernetes-patch-merge-key": "digest",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["digest"],
+                },
+            },
+        },
+        "dev.flotilla.v1.ModuleBlob": {
+            "description": "ModuleBlob is one pushed version of a module.",
+            "type": "object",
+            "required": ["digest", "size"],
+            "properties": {
+                "digest": {"description": "sha256: and the hexadecimal SHA-256 of the module's bytes.", "type": "string"},
+                "size": {"description": "The module's size in bytes.", "type": "integer", "format": "int64"},
+                "pushed": {"description": "When it was first pushed (RFC 3339).", "type": "string", "format": "date-time"},
+            },
+        },
+        "dev.flotilla.v1.ModuleTag": {
+            "description": "ModuleTag points a tag at a blob.",
+            "type": "object",
+            "required": ["name", "digest", "size"],
+            "properties": {
+                "name": {"description": "The tag, as in NAME:TAG (e.g. v1, latest).", "type": "string"},
+                "digest": {"description": "sha256: and the hexadecimal SHA-256 of the module's bytes.", "type": "string"},
+                "size": {"description": "The module's size in bytes.", "type": "integer", "format": "int64"},
+                "pushed": {"description": "When the tag was last pushed (RFC 3339).", "type": "string", "format": "date-time"},
+            },
+        },
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
 }
 
 /// The `…List` schema of a kind; k8s-openapi has one generic `List<T>` without a schema.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// The whole download, connection included, must finish within this.
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An `http://` image: where to fetch it and the digest it must have, if pinned.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,50 +76,20 @@ impl HttpImage {
     }
 
     async fn get(&self, max: u64) -> Result<Vec<u8>, PullError> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+        let answer = get(&self.authority, &self.path, &[], max)
             .await
-            .map_err(|e| self.failed(format!("cannot connect to {}: {e}", self.authority)))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.failed(e.to_string()))?;
-        tokio::spawn(connection);
-        let request = hyper::Request::get(&self.path)
-            .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::USER_AGENT, "flotilla-node")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| self.failed(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| self.failed(e.to_string()))?;
-        if response.status() != hyper::StatusCode::OK {
-            return Err(self.failed(format!("the server answered {}", response.status())));
+            .map_err(|e| match e {
+                GetError::Failed(reason) => self.failed(reason),
+                GetError::TooLarge(size) => PullError::TooLarge {
+                    path: self.url.clone(),
+                    size,
+                    max,
+                },
+            })?;
+        if answer.status != hyper::StatusCode::OK {
+            return Err(self.failed(format!("the server answered {}", answer.status)));
         }
-        let too_large = |size| PullError::TooLarge {
-            path: self.url.clone(),
-            size,
-            max,
-        };
-        let announced = response
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(size) = announced.filter(|size| *size > max) {
-            return Err(too_large(size));
-        }
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| self.failed(e.to_string()))?;
-            if let Some(data) = frame.data_ref() {
-                bytes.extend_from_slice(data);
-                if bytes.len() as u64 > max {
-                    return Err(too_large(bytes.len() as u64));
-                }
-            }
-        }
-        Ok(bytes)
+        Ok(answer.body)
     }
 
     fn failed(&self, reason: String) -> PullError {
@@ -128,6 +98,78 @@ impl HttpImage {
             reason,
         }
     }
+}
+
+/// One answer of [`get`], whatever its status.
+pub(super) struct Answer {
+    pub status: hyper::StatusCode,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// Why [`get`] got no answer.
+pub(super) enum GetError {
+    /// Connecting, sending or reading failed.
+    Failed(String),
+    /// The body is over the cap (this many bytes, or at least this many).
+    TooLarge(u64),
+}
+
+/// `GET http://{authority}{path}` over plain HTTP/1.1 with extra `headers`, reading at most
+/// `max` bytes of body. Shared by plain downloads and the OCI registry client.
+pub(super) async fn get(
+    authority: &str,
+    path: &str,
+    headers: &[(hyper::header::HeaderName, &str)],
+    max: u64,
+) -> Result<Answer, GetError> {
+    let failed = |e: &dyn std::fmt::Display| GetError::Failed(e.to_string());
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| GetError::Failed(format!("cannot connect to {authority}: {e}")))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| failed(&e))?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::get(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::USER_AGENT, "flotilla-node");
+    for (name, value) in headers {
+        request = request.header(name, *value);
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| failed(&e))?;
+    let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
+    let status = response.status();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header(hyper::header::CONTENT_TYPE).unwrap_or_default();
+    let announced = header(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = announced.filter(|size| *size > max) {
+        return Err(GetError::TooLarge(size));
+    }
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| failed(&e))?;
+        if let Some(data) = frame.data_ref() {
+            bytes.extend_from_slice(data);
+            if bytes.len() as u64 > max {
+                return Err(GetError::TooLarge(bytes.len() as u64));
+            }
+        }
+    }
+    Ok(Answer {
+        status,
+        content_type,
+        body: bytes,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
