@@ -110,3 +110,61 @@ fn restart_back_off_follows_the_node_flags() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn node_stats_show_each_pods_cpu_and_memory_and_node_info_names_wasmtime() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    checked_apply(
+        &cluster,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: busy}\nspec: {containers: [{name: spin, image: spin, resources: {limits: {cpu: 200m}}}]}\n",
+    )?;
+    cluster.wait_for_field(
+        "pod/busy",
+        ".status.containerStatuses[0].ready",
+        "true",
+        SETTLE,
+    )?;
+    let summary = |cluster: &Cluster| -> anyhow::Result<serde_json::Value> {
+        let raw =
+            cluster.kubectl_ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])?;
+        Ok(serde_json::from_str(&raw)?)
+    };
+    let cpu_of_busy = |summary: &serde_json::Value| {
+        summary["pods"]
+            .as_array()
+            .and_then(|pods| pods.iter().find(|p| p["podRef"]["name"] == "busy"))
+            .map(|pod| {
+                (
+                    pod["containers"][0]["cpu"]["usageCoreNanoSeconds"]
+                        .as_u64()
+                        .unwrap_or(0),
+                    pod["memory"]["workingSetBytes"].as_u64().unwrap_or(0),
+                )
+            })
+    };
+    let first = summary(&cluster)?;
+    assert_eq!(first["node"]["nodeName"], "node-1");
+    assert!(
+        first["node"]["memory"]["workingSetBytes"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    let (cpu_before, memory) = cpu_of_busy(&first).expect("busy pod in the summary");
+    assert!(memory > 0, "{first}");
+    flotilla_e2e::wait_until(SETTLE, "the busy pod's CPU time to grow", || {
+        let later = summary(&cluster)?;
+        Ok(cpu_of_busy(&later).is_some_and(|(cpu, _)| cpu > cpu_before))
+    })?;
+
+    let runtime = cluster.field("node/node-1", ".status.nodeInfo.containerRuntimeVersion");
+    assert!(runtime.starts_with("wasmtime://48."), "{runtime}");
+    assert_eq!(
+        cluster.field(
+            "node/node-1",
+            ".status.conditions[?(@.type==\"MemoryPressure\")].reason"
+        ),
+        "KubeletHasSufficientMemory"
+    );
+    Ok(())
+}

@@ -27,6 +27,7 @@ mod discovery;
 mod error;
 mod field_validation;
 mod logs;
+mod node_proxy;
 mod objects;
 mod openapi;
 mod patching;
@@ -121,6 +122,7 @@ pub fn router(state: ApiState) -> Router {
             blobs::ROUTE,
             get(blobs::get).put(blobs::put).head(blobs::head),
         )
+        .route(node_proxy::ROUTE, get(node_proxy::get))
         .fallback(rest::dispatch)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

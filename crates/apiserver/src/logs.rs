@@ -22,7 +22,7 @@ use serde_json::Value;
 
 /// HTTP client for node agents' log endpoints.
 #[derive(Clone)]
-pub struct NodeClient(Client<HttpConnector, Empty<Bytes>>);
+pub struct NodeClient(pub(crate) Client<HttpConnector, Empty<Bytes>>);
 
 impl NodeClient {
     pub fn new() -> Self {
@@ -209,7 +209,7 @@ fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> {
 }
 
 /// `host:port` of a node agent, from its Node's InternalIP and kubelet endpoint port.
-fn log_endpoint(node: &Value) -> Option<String> {
+pub(crate) fn log_endpoint(node: &Value) -> Option<String> {
     let address = node["status"]["addresses"]
         .as_array()?
         .iter()

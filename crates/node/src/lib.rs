@@ -26,6 +26,7 @@ mod logs;
 mod pod;
 pub mod quantity;
 mod registration;
+mod stats;
 pub use pod::BackoffPolicy;
 pub use registration::Resources;
 pub mod runtime;
@@ -119,7 +120,14 @@ impl NodeAgent {
             .await
             .with_context(|| format!("binding the node log endpoint on {}", config.listen))?;
         let log_address = listener.local_addr()?;
-        let log_server = tokio::spawn(logs::serve(listener, log_store.clone()));
+        let stats = stats::Stats::new(&config.name);
+        // The kubelet's endpoint: container logs and the stats summary.
+        let endpoint = logs::router(log_store.clone()).merge(stats::router(stats.clone()));
+        let log_server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, endpoint).await {
+                tracing::error!(%error, "node endpoint failed");
+            }
+        });
         let _log_server = AbortOnDrop(log_server);
         let identity = registration::Identity {
             name: config.name.clone(),
@@ -163,6 +171,7 @@ impl NodeAgent {
             ),
             backoff: config.restart_backoff,
             volumes_root: config.data_dir.join("volumes"),
+            stats,
         };
         let mut supervisor = Supervisor {
             context,
@@ -340,6 +349,7 @@ async fn finish_deletion(context: &pod::PodContext, pod: &Pod) {
 /// Removes what the node kept for a pod that is gone: its logs and its volumes.
 fn forget(context: &pod::PodContext, pod: &Pod) {
     context.logs.forget_pod(&uid(pod));
+    context.stats.forget(&uid(pod));
     volumes::remove(&context.volumes_root, &uid(pod));
 }
 

@@ -25,6 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// How often a followed log is checked for new output.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
+/// How many runs of a container keep their log files (this one and the ones before).
+const RUNS_KEPT: i32 = 5;
+
 /// Where container logs are kept, and which are still being written.
 #[derive(Clone)]
 pub struct LogStore {
@@ -55,6 +58,11 @@ impl LogStore {
             .join(container);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{run}.log"));
+        // Keep the logs of the last few runs only, as the kubelet keeps a bounded number of
+        // rotated files: a container that restarts forever must not fill the disk.
+        if let Some(expired) = run.checked_sub(RUNS_KEPT) {
+            let _ = std::fs::remove_file(dir.join(format!("{expired}.log")));
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -204,12 +212,6 @@ pub fn router(store: LogStore) -> Router {
         .with_state(store)
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, store: LogStore) {
-    if let Err(error) = axum::serve(listener, router(store)).await {
-        tracing::error!(%error, "node log endpoint failed");
-    }
-}
-
 async fn container_log(
     State(store): State<LogStore>,
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
@@ -344,6 +346,21 @@ mod tests {
     use crate::log_file::log_streams;
     use axum::http::Request;
     use tower::ServiceExt;
+
+    #[test]
+    fn only_the_last_runs_keep_their_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().join("pods"));
+        for run in 0..8 {
+            store.open("ns", "p", "u", "c", run).unwrap();
+        }
+        let mut kept: Vec<String> = std::fs::read_dir(dir.path().join("pods/ns_p_u/c"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["3.log", "4.log", "5.log", "6.log", "7.log"]);
+    }
 
     fn store() -> (tempfile::TempDir, LogStore) {
         let dir = tempfile::tempdir().unwrap();

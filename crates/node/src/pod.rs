@@ -39,6 +39,8 @@ pub struct PodContext {
     pub backoff: BackoffPolicy,
     /// Where pods' volumes are set up (`volumes/<pod uid>/<volume>`).
     pub volumes_root: std::path::PathBuf,
+    /// The running containers' CPU and memory counters, for `/stats/summary`.
+    pub stats: crate::stats::Stats,
 }
 
 /// A running pod supervisor.
@@ -663,7 +665,12 @@ async fn run_container(
             cpu_limit,
         };
         let began = Instant::now();
-        let run = launch.run(log_file);
+        let usage = Arc::new(crate::runtime::Usage::default());
+        shared
+            .context
+            .stats
+            .started(&shared.pod, &container.name, usage.clone());
+        let run = launch.run(log_file, usage);
         tokio::pin!(run);
         let ended = tokio::select! {
             outcome = &mut run => Ended::Exited(outcome),
@@ -813,7 +820,7 @@ struct Launch<'a> {
 }
 
 impl Launch<'_> {
-    fn spec(&self, output: std::fs::File) -> RunSpec {
+    fn spec(&self, output: std::fs::File, usage: Arc<crate::runtime::Usage>) -> RunSpec {
         RunSpec {
             program_name: self.container.name.clone(),
             args: arguments(self.container),
@@ -823,13 +830,13 @@ impl Launch<'_> {
             preopens: self.preopens.to_vec(),
             working_dir: self.container.working_dir.clone(),
             cpu_limit_millicores: self.cpu_limit,
-            usage: Default::default(),
+            usage,
         }
     }
 
-    /// Runs the container's program, its output going to `log`.
-    async fn run(&self, log: std::fs::File) -> ExitOutcome {
-        self.runtime.run(self.module, self.spec(log)).await
+    /// Runs the container's program, its output going to `log`, counting into `usage`.
+    async fn run(&self, log: std::fs::File, usage: Arc<crate::runtime::Usage>) -> ExitOutcome {
+        self.runtime.run(self.module, self.spec(log, usage)).await
     }
 
     /// Calls an export for a probe; the error says what failed, with the first line the
@@ -842,7 +849,7 @@ impl Launch<'_> {
             .map_err(|e| format!("could not read the probe's output: {e}"))?;
         let outcome = self
             .runtime
-            .call(self.module, self.spec(output), &export)
+            .call(self.module, self.spec(output, Default::default()), &export)
             .await;
         let mut said = || {
             use std::io::{Read, Seek};

@@ -97,14 +97,7 @@ fn status(identity: &Identity) -> NodeStatus {
     NodeStatus {
         capacity: Some(capacity.clone()),
         allocatable: Some(capacity),
-        conditions: Some(vec![NodeCondition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            reason: Some("KubeletReady".into()),
-            message: Some("flotilla node agent is posting ready status".into()),
-            last_heartbeat_time: Some(now),
-            last_transition_time: Some(Time(ready_since)),
-        }]),
+        conditions: Some(conditions(now, Time(ready_since))),
         addresses: Some(vec![NodeAddress {
             type_: "InternalIP".into(),
             address: log_address.ip().to_string(),
@@ -118,7 +111,8 @@ fn status(identity: &Identity) -> NodeStatus {
             architecture: "wasm32".into(),
             operating_system: "wasi".into(),
             kubelet_version: concat!("v1.34.0+flotilla-", env!("CARGO_PKG_VERSION")).into(),
-            container_runtime_version: "wasmtime://48".into(),
+            container_runtime_version: concat!("wasmtime://", env!("FLOTILLA_WASMTIME_VERSION"))
+                .into(),
             kernel_version: String::new(),
             os_image: "flotilla".into(),
             machine_id: String::new(),
@@ -129,6 +123,69 @@ fn status(identity: &Identity) -> NodeStatus {
         }),
         ..Default::default()
     }
+}
+
+/// The Node's conditions, as the kubelet reports them. Pressure is about the host, which a
+/// node agent shares with other processes: memory pressure when under 5% of it is available.
+fn conditions(now: Time, ready_since: Time) -> Vec<NodeCondition> {
+    let condition = |type_: &str, ok: bool, reason: &str, message: &str| NodeCondition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_heartbeat_time: Some(now.clone()),
+        last_transition_time: Some(ready_since.clone()),
+    };
+    let low_memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            let field = |name: &str| {
+                meminfo.lines().find_map(|l| {
+                    l.strip_prefix(name)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+            };
+            Some(field("MemAvailable:")? * 20 < field("MemTotal:")?)
+        })
+        .unwrap_or(false);
+    vec![
+        if low_memory {
+            condition(
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "node has memory pressure",
+            )
+        } else {
+            condition(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "node has sufficient memory available",
+            )
+        },
+        condition(
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "node has no disk pressure",
+        ),
+        condition(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "node has sufficient PID available",
+        ),
+        condition(
+            "Ready",
+            true,
+            "KubeletReady",
+            "flotilla node agent is posting ready status",
+        ),
+    ]
 }
 
 /// Creates the Node, or takes over an existing one of the same name (a restarted agent), and
