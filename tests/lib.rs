@@ -134,6 +134,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// The process id of `flotilla up`, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(std::process::Child::id)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -83,16 +83,32 @@ fn init_logging(default: &str) {
         .init();
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go programs (the kubelet
+/// among them) do at start: each running container holds its log file open, and the usual
+/// soft limit of 1,024 would stop a node near a thousand pods.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 16_384 => tracing::warn!(
+            limit,
+            "the open-file limit is low for a node agent (one file per running container); raise the hard limit (ulimit -Hn) for more pods"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => {
             init_logging("info");
+            raise_open_file_limit();
             up::run(args).await
         }
         Command::Node(args) => {
             init_logging("info");
+            raise_open_file_limit();
             run_node(args).await
         }
         Command::Apply(args) => {

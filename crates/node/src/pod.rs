@@ -693,7 +693,10 @@ async fn run_container(
             // Stopped from outside, as the kubelet's SIGKILL after a failed probe.
             Ended::Killed(why) => (137, "Error", Some(why.clone())),
         };
-        if let Ended::Killed(why) = &ended {
+        // Only a probe's kill is news: a deletion has its own events.
+        if let Ended::Killed(why) = &ended
+            && !shared.is_terminating()
+        {
             let probe = if why.starts_with("Startup") {
                 "startup"
             } else {

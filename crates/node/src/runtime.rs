@@ -48,8 +48,9 @@
 //!   WASI linker for its kind; each run gets its own [`Store`] and WASI context, so pods share
 //!   nothing at run time. The WASI context is built from the [`RunSpec`] alone: the guest
 //!   sees its declared args and env, an empty stdin, stdout and stderr going to its log file
-//!   (one timestamped record per line, see [`crate::log_file`]), and no host files, host
-//!   environment or network.
+//!   (one timestamped record per line, see [`crate::log_file`]), the directories its pod
+//!   mounts (preopened at their mount paths), and no other host files, no host environment
+//!   and no network.
 //! - **Compile once.** Compiled modules are cached in memory by the digest of their bytes, as
 //!   [`InstancePre`]s (`CommandPre`s for components), so starting another pod of the same image only instantiates.
 //!   Concurrent `prepare` calls for the same bytes share one compilation. The cache is not

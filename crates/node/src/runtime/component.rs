@@ -3,8 +3,8 @@
 //! export.
 //!
 //! A component gets the same sandbox as a module: [`WasiCtxBuilder`] grants nothing by
-//! default, so beyond the declared args and env and the two log streams it has no
-//! preopened directories, no host environment and no network (the socket interfaces are
+//! default, so beyond the declared args and env, the pod's volumes and the two log streams
+//! it has no host files, no host environment and no network (the socket interfaces are
 //! linked, because commands import them, but every address is refused).
 
 use wasmtime::component::{Component, Linker, ResourceTable};
