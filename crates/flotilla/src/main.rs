@@ -160,6 +160,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.lease_renew_interval = args.lease_renew_interval;
     config.limits = args.limits.limits();
     config.insecure_registries = args.images.insecure_registries();
+    config.image_cas = args.images.image_cas();
     config.resources = args.resources.resources();
     config.restart_backoff = args.resources.backoff();
     flotilla_node::NodeAgent::new(client, config)

@@ -65,11 +65,19 @@ pub struct NodeImageArgs {
     /// loopback (repeatable); loopback registries need no flag.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
+    /// A PEM file of certificate authorities to trust for https:// images besides the usual
+    /// public ones (repeatable), for servers with a private CA.
+    #[arg(long = "image-ca", value_name = "FILE")]
+    image_cas: Vec<std::path::PathBuf>,
 }
 
 impl NodeImageArgs {
     pub fn insecure_registries(&self) -> Vec<String> {
         self.insecure_registries.clone()
+    }
+
+    pub fn image_cas(&self) -> Vec<std::path::PathBuf> {
+        self.image_cas.clone()
     }
 }
 
@@ -273,6 +281,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         config.module_dirs = module_dirs.clone();
         config.limits = args.limits.limits();
         config.insecure_registries = args.images.insecure_registries();
+        config.image_cas = args.images.image_cas();
         config.resources = args.resources.resources();
         config.restart_backoff = args.resources.backoff();
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.

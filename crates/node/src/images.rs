@@ -21,6 +21,7 @@ mod cache;
 mod cluster;
 mod http;
 mod oci;
+mod tls;
 
 use flotilla_api::image::{Image, ModuleRef, OciRef, Reference};
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -153,6 +154,8 @@ pub struct Resolver {
     downloads: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Registries spoken to over plain HTTP besides those on loopback.
     insecure_registries: Arc<[String]>,
+    /// How `https://` images are fetched: Mozilla's roots and the node's `--image-ca`s.
+    tls: Option<tls::Tls>,
 }
 
 impl Resolver {
@@ -167,7 +170,15 @@ impl Resolver {
             cache: cache::Cache::in_memory_only(),
             downloads: Arc::default(),
             insecure_registries: Arc::new([]),
+            tls: tls::Tls::new(&[] as &[&str]).ok(),
         }
+    }
+
+    /// Trusts the certificate authorities in these PEM files too, for `https://` images
+    /// served with a private CA.
+    pub fn with_image_cas(mut self, files: &[PathBuf]) -> Result<Self, String> {
+        self.tls = Some(tls::Tls::new(files)?);
+        Ok(self)
     }
 
     /// Fetches pushed modules from the apiserver `client` talks to.
@@ -198,11 +209,15 @@ impl Resolver {
         })?;
         match parsed {
             Image::File(path) => self.read_file(&PathBuf::from(path)).await,
-            Image::Http(_) if image.starts_with("https://") => Err(PullError::Unsupported(
-                image.to_string(),
-                "https:// downloads are not supported yet; use http:// with an @sha256: digest, push the module with `flotilla push`, or use a file:// image".into(),
-            )),
-            Image::Http(_) => http::HttpImage::parse(image)?.download(self.max_size).await,
+            Image::Http(_) => {
+                let tls = self.tls.as_ref().ok_or_else(|| PullError::Download {
+                    url: image.to_string(),
+                    reason: "this node has no TLS configuration".into(),
+                })?;
+                http::HttpImage::parse(image)?
+                    .download(self.max_size, tls)
+                    .await
+            }
             Image::Module(module) => self.pushed_module(request, &module).await,
             Image::Oci(reference) => self.registry_module(request, &reference).await,
         }

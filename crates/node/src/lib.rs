@@ -71,6 +71,9 @@ pub struct NodeConfig {
     /// OCI registries (`host[:port]`) pulled from over plain HTTP although they are not on
     /// loopback, as containerd's and Docker's "insecure registries".
     pub insecure_registries: Vec<String>,
+    /// PEM files of certificate authorities trusted for `https://` images, besides Mozilla's
+    /// roots.
+    pub image_cas: Vec<PathBuf>,
 }
 
 impl NodeConfig {
@@ -86,6 +89,7 @@ impl NodeConfig {
             resources: registration::Resources::of_machine(),
             restart_backoff: pod::BackoffPolicy::default(),
             insecure_registries: Vec::new(),
+            image_cas: Vec::new(),
         }
     }
 }
@@ -162,7 +166,10 @@ impl NodeAgent {
             )
             .with_cluster(client.clone())
             .with_cache(config.data_dir.join("images"))
-            .with_insecure_registries(config.insecure_registries.clone()),
+            .with_insecure_registries(config.insecure_registries.clone())
+            .with_image_cas(&config.image_cas)
+            .map_err(anyhow::Error::msg)
+            .context("loading --image-ca certificates")?,
             logs: log_store,
             recorder: flotilla_client::events::Recorder::new(
                 client.clone(),

@@ -1,9 +1,11 @@
-//! Modules downloaded over plain HTTP: `http://host[:port]/path/app.wasm`, optionally pinned
-//! with `@sha256:<hex>` as container images are pinned by digest. With a digest, the bytes
-//! are checked before anything else sees them, so a tampered or changed module is refused
-//! rather than run; without one, the node trusts the server.
+//! Modules downloaded over HTTP or HTTPS: `http(s)://host[:port]/path/app.wasm`, optionally
+//! pinned with `@sha256:<hex>` as container images are pinned by digest. With a digest, the
+//! bytes are checked before anything else sees them, so a tampered or changed module is
+//! refused rather than run; without one, the node trusts the server (over HTTPS, a server
+//! whose certificate it verified, see [`super::tls`]).
 
 use super::PullError;
+use super::tls::Tls;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -17,13 +19,15 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, PartialEq, Eq)]
 pub struct HttpImage {
     pub url: String,
+    /// Fetched over TLS (`https://`).
+    secure: bool,
     authority: String,
     path: String,
     digest: Option<String>,
 }
 
 impl HttpImage {
-    /// Parses `http://authority/path[@sha256:hex]`.
+    /// Parses `http(s)://authority/path[@sha256:hex]`.
     pub fn parse(image: &str) -> Result<HttpImage, PullError> {
         let malformed = |why: &str| PullError::BadReference {
             image: image.to_string(),
@@ -38,9 +42,11 @@ impl HttpImage {
             }
             None => (image, None),
         };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| malformed("only http:// URLs are downloaded"))?;
+        let (secure, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(malformed("only http:// and https:// URLs are downloaded")),
+        };
         let (authority, path) = match rest.find('/') {
             Some(slash) => (&rest[..slash], &rest[slash..]),
             None => (rest, "/"),
@@ -50,16 +56,17 @@ impl HttpImage {
         }
         Ok(HttpImage {
             url: url.to_string(),
+            secure,
             authority: authority.to_string(),
             path: path.to_string(),
             digest,
         })
     }
 
-    /// Downloads the module, refusing more than `max` bytes and bytes that do not match the
-    /// pinned digest.
-    pub async fn download(&self, max: u64) -> Result<Vec<u8>, PullError> {
-        let bytes = tokio::time::timeout(TIMEOUT, self.get(max))
+    /// Downloads the module (over `tls` for `https://`), refusing more than `max` bytes and
+    /// bytes that do not match the pinned digest.
+    pub async fn download(&self, max: u64, tls: &Tls) -> Result<Vec<u8>, PullError> {
+        let bytes = tokio::time::timeout(TIMEOUT, self.get(max, tls))
             .await
             .map_err(|_| self.failed(format!("no complete answer within {TIMEOUT:?}")))??;
         if let Some(expected) = &self.digest {
@@ -75,17 +82,24 @@ impl HttpImage {
         Ok(bytes)
     }
 
-    async fn get(&self, max: u64) -> Result<Vec<u8>, PullError> {
-        let answer = get(&self.authority, &self.path, &[], max)
-            .await
-            .map_err(|e| match e {
-                GetError::Failed(reason) => self.failed(reason),
-                GetError::TooLarge(size) => PullError::TooLarge {
-                    path: self.url.clone(),
-                    size,
-                    max,
-                },
-            })?;
+    async fn get(&self, max: u64, tls: &Tls) -> Result<Vec<u8>, PullError> {
+        let answer = if self.secure {
+            let stream = tls
+                .connect(&self.authority)
+                .await
+                .map_err(|reason| self.failed(reason))?;
+            exchange(stream, &self.authority, &self.path, &[], max).await
+        } else {
+            get(&self.authority, &self.path, &[], max).await
+        };
+        let answer = answer.map_err(|e| match e {
+            GetError::Failed(reason) => self.failed(reason),
+            GetError::TooLarge(size) => PullError::TooLarge {
+                path: self.url.clone(),
+                size,
+                max,
+            },
+        })?;
         if answer.status != hyper::StatusCode::OK {
             return Err(self.failed(format!("the server answered {}", answer.status)));
         }
@@ -123,10 +137,24 @@ pub(super) async fn get(
     headers: &[(hyper::header::HeaderName, &str)],
     max: u64,
 ) -> Result<Answer, GetError> {
-    let failed = |e: &dyn std::fmt::Display| GetError::Failed(e.to_string());
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| GetError::Failed(format!("cannot connect to {authority}: {e}")))?;
+    exchange(stream, authority, path, headers, max).await
+}
+
+/// One `GET` over an open connection, plain or TLS.
+async fn exchange<S>(
+    stream: S,
+    authority: &str,
+    path: &str,
+    headers: &[(hyper::header::HeaderName, &str)],
+    max: u64,
+) -> Result<Answer, GetError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let failed = |e: &dyn std::fmt::Display| GetError::Failed(e.to_string());
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| failed(&e))?;
@@ -203,20 +231,95 @@ mod tests {
         address
     }
 
+    fn no_extra_cas() -> Tls {
+        Tls::new(&[] as &[&str]).unwrap()
+    }
+
+    /// Serves `body` over TLS with a new self-signed certificate for 127.0.0.1; returns the
+    /// address and the certificate in PEM, to trust.
+    async fn serve_tls(body: Vec<u8>) -> (String, String) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, body) = (acceptor.clone(), body.clone());
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut request = [0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        (address, certified.cert.pem())
+    }
+
+    #[tokio::test]
+    async fn https_downloads_verify_the_server_certificate() {
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let (address, certificate) = serve_tls(module.clone()).await;
+        let image = HttpImage::parse(&format!("https://{address}/app.wasm")).unwrap();
+        // Not signed by any CA the node trusts: refused, saying why.
+        let error = image
+            .download(1 << 20, &no_extra_cas())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("certificate"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, certificate).unwrap();
+        let trusting = Tls::new(&[&ca]).unwrap();
+        assert_eq!(image.download(1 << 20, &trusting).await.unwrap(), module);
+        // A CA file that holds no certificate is a configuration error, named.
+        std::fs::write(&ca, "not a certificate").unwrap();
+        assert!(Tls::new(&[&ca]).unwrap_err().contains("no PEM certificate"));
+    }
+
     #[tokio::test]
     async fn downloads_and_checks_the_pinned_digest() {
         let module = b"\0asm\x01\0\0\0".to_vec();
         let address = serve("200 OK", module.clone()).await;
         let url = format!("http://{address}/m/app.wasm");
         let unpinned = HttpImage::parse(&url).unwrap();
-        assert_eq!(unpinned.download(1 << 20).await.unwrap(), module);
+        assert_eq!(
+            unpinned.download(1 << 20, &no_extra_cas()).await.unwrap(),
+            module
+        );
 
         let right = hex(&Sha256::digest(&module));
         let pinned = HttpImage::parse(&format!("{url}@sha256:{right}")).unwrap();
-        assert_eq!(pinned.download(1 << 20).await.unwrap(), module);
+        assert_eq!(
+            pinned.download(1 << 20, &no_extra_cas()).await.unwrap(),
+            module
+        );
 
         let wrong = format!("{url}@sha256:{}", "0".repeat(64));
-        let refused = HttpImage::parse(&wrong).unwrap().download(1 << 20).await;
+        let refused = HttpImage::parse(&wrong)
+            .unwrap()
+            .download(1 << 20, &no_extra_cas())
+            .await;
         assert!(
             matches!(refused, Err(PullError::DigestMismatch { .. })),
             "{refused:?}"
@@ -227,13 +330,17 @@ mod tests {
     async fn refuses_errors_oversized_bodies_and_bad_references() {
         let address = serve("404 Not Found", b"nope".to_vec()).await;
         let missing = HttpImage::parse(&format!("http://{address}/x.wasm")).unwrap();
-        let error = missing.download(1 << 20).await.unwrap_err().to_string();
+        let error = missing
+            .download(1 << 20, &no_extra_cas())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("404"), "{error}");
 
         let address = serve("200 OK", vec![0; 2048]).await;
         let big = HttpImage::parse(&format!("http://{address}/big.wasm")).unwrap();
         assert!(matches!(
-            big.download(1024).await,
+            big.download(1024, &no_extra_cas()).await,
             Err(PullError::TooLarge { .. })
         ));
 
@@ -246,7 +353,7 @@ mod tests {
         }
         let closed = HttpImage::parse("http://127.0.0.1:1/x.wasm").unwrap();
         assert!(matches!(
-            closed.download(1024).await,
+            closed.download(1024, &no_extra_cas()).await,
             Err(PullError::Download { .. })
         ));
     }
