@@ -9,7 +9,8 @@
 //! declared args and env, restarts them as `restartPolicy` says, and reports status through the API. What
 //! the guests write to stdout and stderr goes to per-container log files, one timestamped record
 //! per line ([`log_file`]), that the apiserver reads through this agent's log endpoint
-//! (`/containerLogs/...`), as it does from a kubelet.
+//! (`/containerLogs/...`), as it does from a kubelet. With a manifest directory it also runs
+//! static pods, with or without an apiserver, and mirrors them into the API ([`static_pods`]).
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
