@@ -147,6 +147,21 @@ impl Cluster {
         self.data_dir().join("kubeconfig")
     }
 
+    /// Kills the cluster with SIGKILL and leaves it down (its address then refuses
+    /// connections) until [`Cluster::resume`].
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.process.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped cluster again on the same data directory and API address.
+    pub fn resume(&mut self, nodes: usize) -> Result<()> {
+        self.boot(nodes)
+    }
+
     /// Kills the cluster with SIGKILL (nothing gets to flush) and starts it again on the same
     /// data directory and API address.
     pub fn kill_and_restart(&mut self, nodes: usize) -> Result<()> {

@@ -17,6 +17,7 @@ mod oci;
 mod pod_spec;
 mod pods;
 mod probes;
+mod static_pods;
 mod termination;
 mod watch;
 mod workloads_batch;

@@ -66,6 +66,10 @@ struct NodeArgs {
     /// under the cluster's --node-grace-period.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     lease_renew_interval: std::time::Duration,
+    /// Directory of Pod manifests (*.yaml, *.yml, *.json) this node runs by itself, even
+    /// without an apiserver, as the kubelet's static pods; they show in the API as mirror pods.
+    #[arg(long, value_name = "DIR")]
+    pod_manifest_path: Option<PathBuf>,
     #[command(flatten)]
     limits: up::NodeLimitsArgs,
     #[command(flatten)]
@@ -163,6 +167,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.image_cas = args.images.image_cas();
     config.resources = args.resources.resources();
     config.restart_backoff = args.resources.backoff();
+    config.pod_manifest_path = args.pod_manifest_path;
     flotilla_node::NodeAgent::new(client, config)
         .run(up::shutdown_signal())
         .await

@@ -9,7 +9,8 @@
 //! declared args and env, restarts them as `restartPolicy` says, and reports status through the API. What
 //! the guests write to stdout and stderr goes to per-container log files, one timestamped record
 //! per line ([`log_file`]), that the apiserver reads through this agent's log endpoint
-//! (`/containerLogs/...`), as it does from a kubelet.
+//! (`/containerLogs/...`), as it does from a kubelet. With a manifest directory it also runs
+//! static pods, with or without an apiserver, and mirrors them into the API ([`static_pods`]).
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) -> anyhow::Result<()> {
@@ -26,6 +27,7 @@ mod logs;
 mod pod;
 pub mod quantity;
 mod registration;
+pub mod static_pods;
 mod stats;
 pub use pod::BackoffPolicy;
 pub use registration::Resources;
@@ -74,6 +76,9 @@ pub struct NodeConfig {
     /// PEM files of certificate authorities trusted for `https://` images, besides Mozilla's
     /// roots.
     pub image_cas: Vec<PathBuf>,
+    /// A directory of Pod manifests the node runs by itself, with or without an apiserver
+    /// (the kubelet's `--pod-manifest-path`; see [`static_pods`]).
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -90,6 +95,7 @@ impl NodeConfig {
             restart_backoff: pod::BackoffPolicy::default(),
             insecure_registries: Vec::new(),
             image_cas: Vec::new(),
+            pod_manifest_path: None,
         }
     }
 }
@@ -133,28 +139,6 @@ impl NodeAgent {
             }
         });
         let _log_server = AbortOnDrop(log_server);
-        let identity = registration::Identity {
-            name: config.name.clone(),
-            log_address,
-            ready_since: jiff::Timestamp::now(),
-            resources: config.resources.clone(),
-        };
-        let node = registration::register(&client, &identity).await?;
-        let lease = tokio::spawn(lease::keep_renewed(
-            client.clone(),
-            config.name.clone(),
-            node.metadata.uid,
-            config.lease_renew_interval,
-        ));
-        let _lease = AbortOnDrop(lease);
-        let heartbeat = tokio::spawn(registration::heartbeat(
-            client.clone(),
-            identity,
-            config.heartbeat,
-        ));
-        let _heartbeat = AbortOnDrop(heartbeat);
-        tracing::info!(node = %config.name, logs = %log_address, "node agent ready");
-
         let context = pod::PodContext {
             client: client.clone(),
             runtime,
@@ -180,30 +164,110 @@ impl NodeAgent {
             volumes_root: config.data_dir.join("volumes"),
             stats,
         };
-        let mut supervisor = Supervisor {
-            context,
-            workers: HashMap::new(),
-            seen_in_relist: HashSet::new(),
-            terminating: Arc::default(),
+        let identity = registration::Identity {
+            name: config.name.clone(),
+            log_address,
+            ready_since: jiff::Timestamp::now(),
+            resources: config.resources.clone(),
         };
-        let pods: Api<Pod> = Api::all(client.clone());
-        let selector = format!("spec.nodeName={}", config.name);
-        let events = watcher(pods, watcher::Config::default().fields(&selector)).default_backoff();
-        futures::pin_mut!(events, shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                event = events.next() => match event {
-                    Some(Ok(event)) => supervisor.handle(event).await,
-                    Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
-                    None => break,
+        // Static pods run from the start, whether the apiserver answers or not; the rest of
+        // the node waits for its registration.
+        let (stop_static_pods, static_pods_stopped) = tokio::sync::oneshot::channel::<()>();
+        let static_pods = config.pod_manifest_path.clone().map(|dir| {
+            tokio::spawn(static_pods::run(
+                context.clone(),
+                dir,
+                config.name.clone(),
+                async {
+                    let _ = static_pods_stopped.await;
                 },
+            ))
+        });
+        futures::pin_mut!(shutdown);
+        let node = tokio::select! {
+            _ = &mut shutdown => None,
+            node = register_until_done(&client, &identity) => Some(node),
+        };
+        let result = match node {
+            Some(node) => run_registered(client, &config, context, identity, node, shutdown).await,
+            None => Ok(()),
+        };
+        let _ = stop_static_pods.send(());
+        if let Some(static_pods) = static_pods {
+            let _ = static_pods.await;
+        }
+        result
+    }
+}
+
+/// Registers the Node, retrying until the apiserver takes it: a node that starts before its
+/// control plane (or without one, for its static pods) waits for it, as the kubelet does.
+async fn register_until_done(
+    client: &Client,
+    identity: &registration::Identity,
+) -> k8s_openapi::api::core::v1::Node {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match registration::register(client, identity).await {
+            Ok(node) => return node,
+            Err(error) => {
+                tracing::warn!(node = %identity.name, error = %format!("{error:#}"), "could not register the node; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
-        tracing::info!(node = %config.name, "node agent stopping");
-        supervisor.stop_all().await;
-        Ok(())
     }
+}
+
+/// The node once registered: Lease, heartbeats and the pods the API binds to it, until
+/// `shutdown` completes.
+async fn run_registered(
+    client: Client,
+    config: &NodeConfig,
+    context: pod::PodContext,
+    identity: registration::Identity,
+    node: k8s_openapi::api::core::v1::Node,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let log_address = identity.log_address;
+    let lease = tokio::spawn(lease::keep_renewed(
+        client.clone(),
+        config.name.clone(),
+        node.metadata.uid,
+        config.lease_renew_interval,
+    ));
+    let _lease = AbortOnDrop(lease);
+    let heartbeat = tokio::spawn(registration::heartbeat(
+        client.clone(),
+        identity,
+        config.heartbeat,
+    ));
+    let _heartbeat = AbortOnDrop(heartbeat);
+    tracing::info!(node = %config.name, logs = %log_address, "node agent ready");
+
+    let mut supervisor = Supervisor {
+        context,
+        workers: HashMap::new(),
+        seen_in_relist: HashSet::new(),
+        terminating: Arc::default(),
+    };
+    let pods: Api<Pod> = Api::all(client.clone());
+    let selector = format!("spec.nodeName={}", config.name);
+    let events = watcher(pods, watcher::Config::default().fields(&selector)).default_backoff();
+    futures::pin_mut!(events, shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            event = events.next() => match event {
+                Some(Ok(event)) => supervisor.handle(event).await,
+                Some(Err(error)) => tracing::warn!(%error, "pod watch failed; retrying"),
+                None => break,
+            },
+        }
+    }
+    tracing::info!(node = %config.name, "node agent stopping");
+    supervisor.stop_all().await;
+    Ok(())
 }
 
 /// Aborts a background task when the agent stops.
@@ -227,6 +291,17 @@ struct Supervisor {
 
 impl Supervisor {
     async fn handle(&mut self, event: watcher::Event<Pod>) {
+        let pod = match &event {
+            watcher::Event::Apply(pod)
+            | watcher::Event::Delete(pod)
+            | watcher::Event::InitApply(pod) => Some(pod),
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        if pod.is_some_and(static_pods::is_mirror) {
+            // A static pod's mirror: the pod runs from its manifest (`static_pods`), and
+            // deleting the mirror must not stop it.
+            return;
+        }
         match event {
             watcher::Event::Apply(pod) => self.apply(pod).await,
             watcher::Event::Delete(pod) => {

@@ -48,15 +48,41 @@ pub struct Worker {
     task: tokio::task::JoinHandle<()>,
     /// When the pod was asked to terminate, the end of its grace period.
     termination: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    /// Wakes the pod's status reporter.
+    changed: Arc<Notify>,
 }
 
 impl Worker {
     pub fn start(context: PodContext, pod: Pod) -> Worker {
+        Worker::spawn(context, pod, false)
+    }
+
+    /// Starts a static pod's worker, which keeps answering [`Worker::republish`] after the
+    /// pod has finished, until it is stopped: its mirror may be created (again) later.
+    pub fn start_static(context: PodContext, pod: Pod) -> Worker {
+        Worker::spawn(context, pod, true)
+    }
+
+    fn spawn(context: PodContext, pod: Pod, keep_reporting: bool) -> Worker {
         let (termination, terminating) = tokio::sync::watch::channel(None);
+        let changed = Arc::new(Notify::new());
         Worker {
-            task: tokio::spawn(run_pod(context, Arc::new(pod), terminating)),
+            task: tokio::spawn(run_pod(
+                context,
+                Arc::new(pod),
+                terminating,
+                changed.clone(),
+                keep_reporting,
+            )),
             termination,
+            changed,
         }
+    }
+
+    /// Writes the pod's status again, although it has not changed: a static pod's mirror,
+    /// created (or created again) after the last write, has none yet.
+    pub fn republish(&self) {
+        self.changed.notify_one();
     }
 
     /// Stops the pod gracefully: each running container with a `preStop` hook has the hook
@@ -189,7 +215,7 @@ struct Shared {
     termination: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
     api: Api<Pod>,
     state: Mutex<PodState>,
-    changed: Notify,
+    changed: Arc<Notify>,
     /// Held for each status write, rendering included, so writes land in the order they were
     /// rendered: the reporter's write of an older state can never land after the last one.
     writing: tokio::sync::Mutex<()>,
@@ -432,6 +458,8 @@ async fn run_pod(
     context: PodContext,
     pod: Arc<Pod>,
     termination: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>,
+    changed: Arc<Notify>,
+    keep_reporting: bool,
 ) {
     let spec = pod.spec.clone().unwrap_or_default();
     let init_containers = spec.init_containers.unwrap_or_default();
@@ -482,7 +510,7 @@ async fn run_pod(
             condition_since: Default::default(),
             failure: None,
         }),
-        changed: Notify::new(),
+        changed,
         writing: tokio::sync::Mutex::new(()),
         context,
     });
@@ -509,6 +537,10 @@ async fn run_pod(
     }
     // The last state must be written even if the reporter is mid-write of an older one.
     shared.publish_until_written().await;
+    if keep_reporting {
+        // The reporter stays to write the final status again when asked.
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Sets up the volumes, runs the init containers in order, then the containers together
