@@ -45,17 +45,7 @@ pub async fn serve(state: &ApiState, request: &ResourceRequest, query: &Query) -
             "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not scheduled to a node yet"
         )))
     })?;
-    let nodes = resource::lookup("", "v1", "nodes").expect("served");
-    let node = state
-        .store()
-        .get(&nodes.key("", node_name))
-        .await?
-        .ok_or_else(|| ApiError(ApiStatus::not_found("", "nodes", node_name)))?;
-    let endpoint = log_endpoint(&node).ok_or_else(|| {
-        ApiError(ApiStatus::service_unavailable(format!(
-            "node {node_name} publishes no log endpoint (status.addresses / daemonEndpoints); is its node agent running?"
-        )))
-    })?;
+    let endpoint = node_endpoint(state, node_name).await?;
     let forwarded: Vec<String> = options
         .iter()
         .map(|(key, value)| format!("{key}={}", urlencode(value)))
@@ -208,8 +198,23 @@ fn choose_container(pod: &Value, requested: Option<&str>) -> Result<String> {
     }
 }
 
+/// `host:port` of the named node's agent (its logs and stats endpoint).
+pub(crate) async fn node_endpoint(state: &ApiState, node_name: &str) -> Result<String> {
+    let nodes = resource::lookup("", "v1", "nodes").expect("served");
+    let node = state
+        .store()
+        .get(&nodes.key("", node_name))
+        .await?
+        .ok_or_else(|| ApiError(ApiStatus::not_found("", "nodes", node_name)))?;
+    log_endpoint(&node).ok_or_else(|| {
+        ApiError(ApiStatus::service_unavailable(format!(
+            "node {node_name} publishes no endpoint (status.addresses / daemonEndpoints); is its node agent running?"
+        )))
+    })
+}
+
 /// `host:port` of a node agent, from its Node's InternalIP and kubelet endpoint port.
-pub(crate) fn log_endpoint(node: &Value) -> Option<String> {
+fn log_endpoint(node: &Value) -> Option<String> {
     let address = node["status"]["addresses"]
         .as_array()?
         .iter()

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flotilla_api::{ApiStatus, resource};
+use flotilla_api::ApiStatus;
 use http_body_util::BodyExt as _;
 
 pub const ROUTE: &str = "/api/v1/nodes/{name}/proxy/{*path}";
@@ -23,17 +23,7 @@ pub async fn get(
 }
 
 async fn forward(state: &ApiState, name: &str, path: &str) -> Result<Response> {
-    let nodes = resource::lookup("", "v1", "nodes").expect("served");
-    let node = state
-        .store()
-        .get(&nodes.key("", name))
-        .await?
-        .ok_or_else(|| ApiError(ApiStatus::not_found("", "nodes", name)))?;
-    let endpoint = crate::logs::log_endpoint(&node).ok_or_else(|| {
-        ApiError(ApiStatus::service_unavailable(format!(
-            "node {name} publishes no endpoint (status.daemonEndpoints); is its node agent running?"
-        )))
-    })?;
+    let endpoint = crate::logs::node_endpoint(state, name).await?;
     let uri: axum::http::Uri = format!("http://{endpoint}/{path}").parse().map_err(|_| {
         ApiError(ApiStatus::bad_request(format!(
             "invalid proxy path {path:?}"
