@@ -52,6 +52,8 @@ pub struct Cluster {
     process: Option<Child>,
     /// The API server's `host:port`; a restart keeps it, so separate node agents reconnect.
     pub server: String,
+    /// The gateway's URL (`http://host:port`); a restart keeps it too.
+    pub gateway: String,
     /// Extra `flotilla up` arguments, given again on every restart.
     up_args: Vec<String>,
 }
@@ -75,6 +77,7 @@ impl Cluster {
             dir,
             process: None,
             server: String::new(),
+            gateway: String::new(),
             up_args: up_args.iter().map(|a| a.to_string()).collect(),
         };
         cluster.boot(nodes)?;
@@ -84,6 +87,7 @@ impl Cluster {
     fn boot(&mut self, nodes: usize) -> Result<()> {
         let data = self.data_dir();
         let _ = std::fs::remove_file(data.join("kubeconfig"));
+        let _ = std::fs::remove_file(data.join("gateway-url"));
         let log = std::fs::File::create(
             self.dir
                 .path()
@@ -95,8 +99,14 @@ impl Cluster {
         } else {
             &self.server
         };
+        let gateway = if self.gateway.is_empty() {
+            "127.0.0.1:0".to_string()
+        } else {
+            self.gateway.trim_start_matches("http://").to_string()
+        };
         let child = Command::new(flotilla_bin())
             .args(["up", "--listen", listen, "--nodes", &nodes.to_string()])
+            .args(["--gateway", &gateway])
             .args(&self.up_args)
             .arg("--data-dir")
             .arg(&data)
@@ -115,6 +125,13 @@ impl Cluster {
             "the kubeconfig to be written",
             || Ok(kubeconfig.exists()),
         )?;
+        let gateway_file = data.join("gateway-url");
+        wait_until(
+            Duration::from_secs(30),
+            "the gateway address to be written",
+            || Ok(gateway_file.exists()),
+        )?;
+        self.gateway = std::fs::read_to_string(&gateway_file)?.trim().to_string();
         let text = std::fs::read_to_string(&kubeconfig)?;
         self.server = text
             .lines()
@@ -253,6 +270,23 @@ impl Cluster {
         body: Option<(&str, &str)>,
     ) -> Result<HttpResponse> {
         http(&self.server, method, path, body)
+    }
+
+    /// A request to the cluster's gateway.
+    pub fn gateway_request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        payload: &str,
+    ) -> Result<HttpResponse> {
+        request(
+            self.gateway.trim_start_matches("http://"),
+            method,
+            path,
+            headers,
+            payload,
+        )
     }
 
     /// A JSONPath field of an object, via `kubectl get -o jsonpath`.
@@ -408,12 +442,40 @@ pub fn http(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> Result<HttpResponse> {
+    let (content_type, payload) = body.unwrap_or(("application/json", ""));
+    request(
+        server,
+        method,
+        path,
+        &[("Content-Type", content_type)],
+        payload,
+    )
+}
+
+/// An HTTP/1.1 request to `server` (`host:port`) with extra `headers`; a `Host` among them
+/// replaces the default (`server` itself).
+pub fn request(
+    server: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect(server)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let (content_type, payload) = body.unwrap_or(("application/json", ""));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {server}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{payload}",
+        "{head}Content-Length: {}\r\n\r\n{payload}",
         payload.len()
     )?;
     let mut raw = Vec::new();

@@ -26,7 +26,44 @@ pub fn apply(kind: &str, object: &mut Value) {
         "DaemonSet" => daemon_set(object),
         "Job" => job(object),
         "Secret" => secret(object),
+        "Service" => service(object),
+        "Function" => function(object),
         _ => {}
+    }
+}
+
+/// A Service's type, session affinity, and each port's protocol and `targetPort` (the port
+/// itself when not given), as Kubernetes fills them in.
+fn service(service: &mut Value) {
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.entry("type").or_insert(json!("ClusterIP"));
+    spec.entry("sessionAffinity").or_insert(json!("None"));
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.entry("protocol").or_insert(json!("TCP"));
+            if let Some(number) = port.get("port").cloned() {
+                port.entry("targetPort").or_insert(number);
+            }
+        }
+    }
+}
+
+/// What a Function scales between and how long its requests may take, when not given.
+pub const FUNCTION_DEFAULTS: [(&str, i64); 4] = [
+    ("minScale", 0),
+    ("maxScale", 10),
+    ("concurrency", 100),
+    ("timeoutSeconds", 30),
+];
+
+fn function(function: &mut Value) {
+    let Some(spec) = function.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (field, default) in FUNCTION_DEFAULTS {
+        spec.entry(field).or_insert(json!(default));
     }
 }
 

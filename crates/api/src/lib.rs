@@ -11,6 +11,7 @@
 //! - [`validation`]: name rules, per-kind required and immutable fields, reported by field
 //!   path.
 //! - [`defaults`]: the defaults Kubernetes fills in on create and update.
+//! - [`function`]: the typed `Function` kind, for the components that act on it.
 //! - [`image`]: what a container's `image` names (pushed module, registry artifact, file, URL).
 //! - [`selector`]: label and field selectors.
 //! - [`schema`]: the OpenAPI schemas of the served kinds, from k8s-openapi, for documents,
@@ -27,6 +28,7 @@
 
 pub mod defaults;
 pub mod field_manager;
+pub mod function;
 pub mod image;
 pub mod meta;
 pub mod resource;

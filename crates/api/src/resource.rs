@@ -35,9 +35,14 @@ impl ResourceType {
     /// `kubectl get all` shows them, as in Kubernetes.
     pub fn categories(&self) -> &'static [&'static str] {
         match self.kind {
-            "Pod" | "ReplicationController" | "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" => {
-                &["all"]
-            }
+            "Pod"
+            | "Service"
+            | "ReplicationController"
+            | "Deployment"
+            | "ReplicaSet"
+            | "DaemonSet"
+            | "Job"
+            | "Function" => &["all"],
             _ => &[],
         }
     }
@@ -129,6 +134,26 @@ pub const RESOURCES: &[ResourceType] = &[
     ResourceType {
         group: "",
         version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        namespaced: true,
+        short_names: &["svc"],
+        subresources: &["status"],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        subresources: &[],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
         kind: "Event",
         plural: "events",
         singular: "event",
@@ -195,6 +220,38 @@ pub const RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &[],
         subresources: &[],
+    },
+    ResourceType {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+    },
+    ResourceType {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "Ingress",
+        plural: "ingresses",
+        singular: "ingress",
+        namespaced: true,
+        short_names: &["ing"],
+        subresources: &["status"],
+    },
+    // A serverless HTTP function: an HTTP component that the gateway serves at
+    // `/function/NAME`, scaled between `minScale` (possibly zero) and `maxScale` instances.
+    ResourceType {
+        group: "flotilla.dev",
+        version: "v1",
+        kind: "Function",
+        plural: "functions",
+        singular: "function",
+        namespaced: true,
+        short_names: &["fn"],
+        subresources: &["status"],
     },
     // A pushed Wasm module: its tags name content-addressed blobs, which the apiserver stores
     // beside the store and serves under `modules/{name}/blobs/sha256:{hex}`.

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 
 mod config_data;
 mod modules;
+mod networking;
 mod volumes;
 mod workloads;
 
@@ -138,6 +139,9 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<(), ApiStatus
         }
         "ConfigMap" | "Secret" => config_data::validate(resource.kind, object, &mut causes),
         "Module" => modules::validate(object, &mut causes),
+        "Service" => networking::validate_service(object, &mut causes),
+        "Ingress" => networking::validate_ingress(object, &mut causes),
+        "Function" => networking::validate_function(object, &mut causes),
         _ => {}
     }
     if causes.is_empty() {

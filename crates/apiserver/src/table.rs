@@ -120,6 +120,39 @@ fn columns(kind: &str) -> Vec<Column> {
             SELECTOR,
         ],
         "Lease" => vec![NAME, column("Holder", "string", 0), AGE],
+        "Service" => vec![
+            NAME,
+            column("Type", "string", 0),
+            column("Cluster-IP", "string", 0),
+            column("External-IP", "string", 0),
+            column("Port(s)", "string", 0),
+            AGE,
+            SELECTOR,
+        ],
+        "Endpoints" => vec![NAME, column("Endpoints", "string", 0), AGE],
+        "EndpointSlice" => vec![
+            NAME,
+            column("AddressType", "string", 0),
+            column("Ports", "string", 0),
+            column("Endpoints", "string", 0),
+            AGE,
+        ],
+        "Ingress" => vec![
+            NAME,
+            column("Class", "string", 0),
+            column("Hosts", "string", 0),
+            column("Address", "string", 0),
+            column("Ports", "string", 0),
+            AGE,
+        ],
+        "Function" => vec![
+            NAME,
+            column("URL", "string", 0),
+            column("Ready", "string", 0),
+            column("Desired", "integer", 0),
+            AGE,
+            column("Image", "string", 1),
+        ],
         "Module" => vec![
             NAME,
             column("Tags", "string", 0),
@@ -265,6 +298,95 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             ];
             row.extend(template_cells(kind, object));
             row
+        }
+        "Service" => {
+            let spec = &object["spec"];
+            let ports: Vec<String> = (spec["ports"].as_array().into_iter().flatten())
+                .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                .collect();
+            vec![
+                name,
+                json!(spec["type"].as_str().unwrap_or("ClusterIP")),
+                json!(spec["clusterIP"].as_str().unwrap_or("<none>")),
+                json!("<none>"),
+                json!(none_if_empty(ports.join(","))),
+                created,
+                json!(selector_text(&spec["selector"])),
+            ]
+        }
+        "Endpoints" => {
+            let mut addresses = Vec::new();
+            for subset in object["subsets"].as_array().into_iter().flatten() {
+                for address in subset["addresses"].as_array().into_iter().flatten() {
+                    for port in subset["ports"].as_array().into_iter().flatten() {
+                        addresses.push(format!(
+                            "{}:{}",
+                            address["ip"].as_str().unwrap_or_default(),
+                            port["port"]
+                        ));
+                    }
+                }
+            }
+            vec![name, json!(shortened(addresses)), created]
+        }
+        "EndpointSlice" => {
+            let ports: Vec<String> = (object["ports"].as_array().into_iter().flatten())
+                .map(|p| p["port"].to_string())
+                .collect();
+            let addresses: Vec<String> = (object["endpoints"].as_array().into_iter().flatten())
+                .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            vec![
+                name,
+                json!(object["addressType"].as_str().unwrap_or_default()),
+                json!(none_if_empty(ports.join(","))),
+                json!(shortened(addresses)),
+                created,
+            ]
+        }
+        "Ingress" => {
+            let hosts: Vec<String> = (object["spec"]["rules"].as_array().into_iter().flatten())
+                .map(|r| r["host"].as_str().unwrap_or("*").to_string())
+                .collect();
+            let address: Vec<String> = (object["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten())
+            .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+            .map(str::to_string)
+            .collect();
+            vec![
+                name,
+                json!(
+                    object["spec"]["ingressClassName"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                ),
+                json!(if hosts.is_empty() {
+                    "*".into()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(address.join(",")),
+                json!("80"),
+                created,
+            ]
+        }
+        "Function" => {
+            let status = &object["status"];
+            vec![
+                name,
+                json!(status["url"].as_str().unwrap_or("<pending>")),
+                json!(format!(
+                    "{}/{}",
+                    count(&status["readyInstances"]),
+                    count(&status["instances"])
+                )),
+                json!(count(&status["desiredInstances"])),
+                created,
+                json!(object["spec"]["image"].as_str().unwrap_or_default()),
+            ]
         }
         "Module" => {
             let tags = object["spec"]["tags"]
@@ -540,6 +662,33 @@ pub fn render(resource: &ResourceType, objects: &[Value], revision: u64, query: 
         "columnDefinitions": definitions,
         "rows": rows,
     })
+}
+
+/// `<none>` for an empty cell, as kubectl prints one.
+fn none_if_empty(text: String) -> String {
+    if text.is_empty() {
+        "<none>".into()
+    } else {
+        text
+    }
+}
+
+/// A label selector map as `a=b,c=d`, or `<none>`.
+fn selector_text(selector: &Value) -> String {
+    let mut pairs: Vec<String> = (selector.as_object().into_iter().flatten())
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    none_if_empty(pairs.join(","))
+}
+
+/// The first three items and how many more, as kubectl shows endpoints.
+fn shortened(items: Vec<String>) -> String {
+    match items.len() {
+        0 => "<none>".into(),
+        1..=3 => items.join(","),
+        n => format!("{} + {} more...", items[..3].join(","), n - 3),
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::informer::{Change, Informer};
 use crate::queue::WorkQueue;
 use crate::worker::{Action, run_workers};
 use anyhow::Context as _;
+use flotilla_api::function::Function;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -43,10 +44,11 @@ pub enum Kind {
     DaemonSet,
     Node,
     Lease,
+    Function,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Pod,
         Kind::ReplicaSet,
         Kind::Deployment,
@@ -55,6 +57,7 @@ impl Kind {
         Kind::DaemonSet,
         Kind::Node,
         Kind::Lease,
+        Kind::Function,
     ];
 
     fn api_resource(self) -> ApiResource {
@@ -67,6 +70,7 @@ impl Kind {
             Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
             Kind::Node => ApiResource::erase::<Node>(&()),
             Kind::Lease => ApiResource::erase::<Lease>(&()),
+            Kind::Function => ApiResource::erase::<Function>(&()),
         }
     }
 

@@ -7,7 +7,8 @@
 //! `reconcile(key)` that compares desired and observed state and acts on the difference.
 //!
 //! The controllers: [`replicaset`] (ReplicaSets and ReplicationControllers), [`deployment`],
-//! [`job`], [`daemonset`], the garbage collector [`gc`] and [`node_lifecycle`]. The machinery:
+//! [`job`], [`daemonset`], [`endpoints`] (Endpoints and EndpointSlices of Services), the
+//! garbage collector [`gc`] and [`node_lifecycle`]. The machinery:
 //! [`informer`], [`queue`], [`worker`], [`expectations`], [`claim`], [`pod_control`]. [`leader`] elects the one
 //! controller manager that acts when several run.
 //!
@@ -21,6 +22,7 @@
 pub mod claim;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
@@ -41,7 +43,8 @@ use job::JobController;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -77,6 +80,10 @@ pub struct Informers {
     pub jobs: Arc<Informer<Job>>,
     pub daemon_sets: Arc<Informer<DaemonSet>>,
     pub leases: Arc<Informer<Lease>>,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub endpoint_slices: Arc<Informer<EndpointSlice>>,
+    pub functions: Arc<Informer<flotilla_api::function::Function>>,
 }
 
 impl Informers {
@@ -91,6 +98,10 @@ impl Informers {
             jobs: Informer::new(Api::all(client.clone()), config()),
             daemon_sets: Informer::new(Api::all(client.clone()), config()),
             leases: Informer::new(Api::all(client.clone()), config()),
+            services: Informer::new(Api::all(client.clone()), config()),
+            endpoints: Informer::new(Api::all(client.clone()), config()),
+            endpoint_slices: Informer::new(Api::all(client.clone()), config()),
+            functions: Informer::new(Api::all(client.clone()), config()),
         }
     }
 
@@ -112,6 +123,10 @@ impl Informers {
             Box::pin(self.jobs.clone().run(until_stopped())),
             Box::pin(self.daemon_sets.clone().run(until_stopped())),
             Box::pin(self.leases.clone().run(until_stopped())),
+            Box::pin(self.services.clone().run(until_stopped())),
+            Box::pin(self.endpoints.clone().run(until_stopped())),
+            Box::pin(self.endpoint_slices.clone().run(until_stopped())),
+            Box::pin(self.functions.clone().run(until_stopped())),
         ];
         tokio::select! {
             _ = futures::future::join_all(informers) => {}
@@ -173,6 +188,16 @@ pub async fn run(
     queues.push(daemon_sets.queue().clone());
     tasks.spawn(daemon_sets.run(workers));
 
+    let endpoints = endpoints::EndpointsController::new(
+        client.clone(),
+        informers.services.clone(),
+        informers.pods.clone(),
+        informers.endpoints.clone(),
+        informers.endpoint_slices.clone(),
+    );
+    queues.push(endpoints.queue().clone());
+    tasks.spawn(endpoints.run(workers));
+
     let collector = gc::Builder::new(client.clone())
         .follow(gc::Kind::Pod, &informers.pods)
         .follow(gc::Kind::ReplicaSet, &informers.replica_sets)
@@ -185,6 +210,7 @@ pub async fn run(
         .follow(gc::Kind::DaemonSet, &informers.daemon_sets)
         .follow(gc::Kind::Node, &informers.nodes)
         .follow(gc::Kind::Lease, &informers.leases)
+        .follow(gc::Kind::Function, &informers.functions)
         .build();
     let gc_queue = collector.queue().clone();
     tasks.spawn(collector.run(workers));

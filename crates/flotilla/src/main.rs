@@ -3,6 +3,7 @@
 //! `push`).
 
 mod controller_manager;
+mod function;
 mod objects;
 mod push;
 mod up;
@@ -41,6 +42,8 @@ enum Command {
     Scale(user::ScaleArgs),
     /// Upload a Wasm module to the cluster as NAME:TAG, for pods to run by that name.
     Push(push::PushArgs),
+    /// Deploy, list, invoke and read the logs of serverless Functions.
+    Function(function::FunctionArgs),
     /// Run the controllers and the scheduler against a cluster (with `flotilla up --no-controllers`).
     ControllerManager(controller_manager::ControllerManagerArgs),
 }
@@ -70,6 +73,10 @@ struct NodeArgs {
     /// without an apiserver, as the kubelet's static pods; they show in the API as mirror pods.
     #[arg(long, value_name = "DIR")]
     pod_manifest_path: Option<PathBuf>,
+    /// The cluster's gateway (HOST:PORT), which pods' requests to Services
+    /// (http://NAME.NAMESPACE.svc/) are sent to; without it they are refused.
+    #[arg(long, value_name = "HOST:PORT")]
+    gateway: Option<String>,
     #[command(flatten)]
     limits: up::NodeLimitsArgs,
     #[command(flatten)]
@@ -139,6 +146,10 @@ async fn main() -> std::process::ExitCode {
             init_logging("warn");
             push::push(args).await
         }
+        Command::Function(args) => {
+            init_logging("warn");
+            function::run(args).await
+        }
         Command::ControllerManager(args) => {
             init_logging("info");
             controller_manager::run(args).await
@@ -168,6 +179,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     config.resources = args.resources.resources();
     config.restart_backoff = args.resources.backoff();
     config.pod_manifest_path = args.pod_manifest_path;
+    config.gateway = args.gateway;
     flotilla_node::NodeAgent::new(client, config)
         .run(up::shutdown_signal())
         .await

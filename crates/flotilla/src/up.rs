@@ -13,6 +13,11 @@ pub struct UpArgs {
     /// Address of the API server.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Address of the gateway, which serves Services, Ingresses and Functions over HTTP.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway: SocketAddr,
+    #[command(flatten)]
+    gateway_options: GatewayArgs,
     /// How many node agents to run in this process (0 is allowed: join nodes with `flotilla node`).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
@@ -39,6 +44,31 @@ pub struct UpArgs {
     /// against this cluster instead (exactly one of them, or they would act twice).
     #[arg(long)]
     no_controllers: bool,
+}
+
+/// How the gateway serves and scales.
+#[derive(clap::Args)]
+pub struct GatewayArgs {
+    /// The largest request body the gateway takes; larger ones get 413.
+    #[arg(long, value_name = "QUANTITY", default_value = "10Mi", value_parser = parse_bytes)]
+    max_request_body: u64,
+    /// How long a Function keeps an instance after its last request (and more instances
+    /// after its load drops) before scaling down; 0 instances when its minScale is 0.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    scale_down_delay: Duration,
+    /// The longest a request waits for a Function instance to start (cold start).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    cold_start_timeout: Duration,
+}
+
+impl GatewayArgs {
+    pub fn config(&self, public_url: String) -> flotilla_gateway::GatewayConfig {
+        let mut config = flotilla_gateway::GatewayConfig::new(public_url);
+        config.max_body_bytes = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
+        config.scale_down_delay = self.scale_down_delay;
+        config.cold_start_timeout = self.cold_start_timeout;
+        config
+    }
 }
 
 /// Node-wide caps on what any one pod may take: shared by `up` and `node`.
@@ -275,6 +305,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
         });
     }
     let module_dirs = module_dirs(args.module_dirs);
+    let gateway_listener = tokio::net::TcpListener::bind(args.gateway)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the gateway to {} (is another cluster running? pick another with --gateway)",
+                args.gateway
+            )
+        })?;
+    let gateway_address = gateway_listener.local_addr()?;
+    // Where the gateway answers, for scripts and tests that started it on port 0.
+    let gateway_file = data_dir.join("gateway-url");
+    std::fs::write(&gateway_file, format!("http://{gateway_address}\n"))
+        .with_context(|| format!("writing {}", gateway_file.display()))?;
+    let mut gateway_config = args
+        .gateway_options
+        .config(format!("http://{gateway_address}"));
     for index in 1..=args.nodes {
         let name = format!("node-{index}");
         let mut config = flotilla_node::NodeConfig::new(&name, data_dir.join("nodes").join(&name));
@@ -287,12 +333,29 @@ pub async fn run(args: UpArgs) -> Result<()> {
         // Four renewals per grace period, as the kubelet's 10 s per 40 s.
         config.lease_renew_interval =
             (args.lifecycle.node_grace_period / 4).min(Duration::from_secs(10));
+        // Pods reach Services through the gateway, which reaches these nodes' pods in process.
+        config.gateway = Some(gateway_address.to_string());
+        gateway_config
+            .local_nodes
+            .insert(name.clone(), config.http_pods.clone());
         let agent = flotilla_node::NodeAgent::new(client.clone(), config);
         let shutdown = until_stopped();
         tasks.spawn(async move { agent.run(shutdown).await });
     }
+    tasks.spawn({
+        let client = client.clone();
+        let shutdown = until_stopped();
+        async move {
+            flotilla_gateway::run(client, gateway_config, gateway_listener, shutdown)
+                .await
+                .context("running the gateway")
+        }
+    });
     println!("flotilla is up");
     println!("  API server:  http://{address}");
+    println!(
+        "  gateway:     http://{gateway_address} (functions at /function/NAME, services at /service/NAME.NAMESPACE)"
+    );
     println!("  kubeconfig:  {}", kubeconfig.display());
     println!("  nodes:       {} in this process", args.nodes);
     let dirs: Vec<String> = module_dirs

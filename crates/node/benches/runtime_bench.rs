@@ -219,6 +219,7 @@ fn spec(name: &str, args: &[&str], stdout: File) -> RunSpec {
         working_dir: None,
         cpu_limit_millicores: None,
         usage: Default::default(),
+        outbound: Default::default(),
     }
 }
 

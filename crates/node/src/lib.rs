@@ -32,6 +32,7 @@ mod stats;
 pub use pod::BackoffPolicy;
 pub use registration::Resources;
 pub mod runtime;
+pub mod serving;
 mod volumes;
 
 use anyhow::{Context, Result};
@@ -79,6 +80,11 @@ pub struct NodeConfig {
     /// A directory of Pod manifests the node runs by itself, with or without an apiserver
     /// (the kubelet's `--pod-manifest-path`; see [`static_pods`]).
     pub pod_manifest_path: Option<PathBuf>,
+    /// The node's HTTP pods, shared with whoever else routes requests to them in process
+    /// (the gateway of `flotilla up`).
+    pub http_pods: serving::HttpPods,
+    /// The gateway (`host:port`) that guests' outgoing requests to Services are sent to.
+    pub gateway: Option<String>,
 }
 
 impl NodeConfig {
@@ -96,6 +102,8 @@ impl NodeConfig {
             insecure_registries: Vec::new(),
             image_cas: Vec::new(),
             pod_manifest_path: None,
+            http_pods: serving::HttpPods::default(),
+            gateway: None,
         }
     }
 }
@@ -131,14 +139,30 @@ impl NodeAgent {
             .with_context(|| format!("binding the node log endpoint on {}", config.listen))?;
         let log_address = listener.local_addr()?;
         let stats = stats::Stats::new(&config.name);
-        // The kubelet's endpoint: container logs and the stats summary.
-        let endpoint = logs::router(log_store.clone()).merge(stats::router(stats.clone()));
+        // The kubelet's endpoint: container logs and the stats summary; and the pods' HTTP.
+        let endpoint = logs::router(log_store.clone())
+            .merge(stats::router(stats.clone()))
+            .merge(serving::router(config.http_pods.clone()));
         let log_server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, endpoint).await {
                 tracing::error!(%error, "node endpoint failed");
             }
         });
         let _log_server = AbortOnDrop(log_server);
+        // Services, for the variables Kubernetes gives containers; one watch for the node.
+        let (services, services_writer) = kube::runtime::reflector::store();
+        let services_watch = tokio::spawn({
+            let api: Api<k8s_openapi::api::core::v1::Service> = Api::all(client.clone());
+            async move {
+                let stream = watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .reflect(services_writer)
+                    .applied_objects();
+                futures::pin_mut!(stream);
+                while stream.next().await.is_some() {}
+            }
+        });
+        let _services_watch = AbortOnDrop(services_watch);
         let context = pod::PodContext {
             client: client.clone(),
             runtime,
@@ -163,6 +187,9 @@ impl NodeAgent {
             backoff: config.restart_backoff,
             volumes_root: config.data_dir.join("volumes"),
             stats,
+            http_pods: config.http_pods.clone(),
+            gateway: config.gateway.clone(),
+            services,
         };
         let identity = registration::Identity {
             name: config.name.clone(),

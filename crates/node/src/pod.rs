@@ -12,7 +12,7 @@ mod probes;
 
 use crate::images::Resolver;
 use crate::logs::LogStore;
-use crate::runtime::{ExitOutcome, PreparedModule, RunSpec, Runtime};
+use crate::runtime::{ExitOutcome, OutboundPolicy, PreparedModule, RunSpec, Runtime};
 use crate::volumes::{self, PodVolumes};
 use flotilla_client::events::{EventType, Recorder};
 use k8s_openapi::api::core::v1::{
@@ -41,6 +41,12 @@ pub struct PodContext {
     pub volumes_root: std::path::PathBuf,
     /// The running containers' CPU and memory counters, for `/stats/summary`.
     pub stats: crate::stats::Stats,
+    /// Where running HTTP containers are registered to serve requests.
+    pub http_pods: crate::serving::HttpPods,
+    /// The gateway (`host:port`) that guests' requests to Services go to, if there is one.
+    pub gateway: Option<String>,
+    /// The cluster's Services, for the `{NAME}_SERVICE_HOST` variables containers get.
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
 }
 
 /// A running pod supervisor.
@@ -336,6 +342,10 @@ impl Shared {
             "conditions": conditions,
             "containerStatuses": statuses,
             "hostIP": "127.0.0.1",
+            // A Wasm pod has no network namespace of its own: like a `hostNetwork` pod it
+            // shares its node's address, and Services tell pods apart by `targetRef`.
+            "podIP": "127.0.0.1",
+            "podIPs": [{"ip": "127.0.0.1"}],
             "startTime": state.start_time,
         });
         if !init_statuses.is_empty() {
@@ -641,6 +651,7 @@ async fn run_container(
         .and_then(|r| r.limits.as_ref())
         .and_then(|l| l.get("cpu"))
         .and_then(|q| crate::quantity::millicores(&q.0));
+    let outbound = Arc::new(outbound_policy(&shared.pod, &shared.context));
     let mut backoff = Backoff::new(shared.context.backoff);
     let pod_name = shared.pod.name_any();
     let namespace = shared.pod.namespace().unwrap_or_default();
@@ -690,11 +701,14 @@ async fn run_container(
         let launch = Launch {
             runtime: &shared.context.runtime,
             module: &module,
+            pod: &shared.pod,
             container: &container,
             env: &env,
             preopens: &preopens,
             memory_limit,
             cpu_limit,
+            outbound: &outbound,
+            http_pods: &shared.context.http_pods,
         };
         let began = Instant::now();
         let usage = Arc::new(crate::runtime::Usage::default());
@@ -847,11 +861,31 @@ enum Ended {
 struct Launch<'a> {
     runtime: &'a Runtime,
     module: &'a PreparedModule,
+    pod: &'a Pod,
     container: &'a Container,
     env: &'a [(String, String)],
     preopens: &'a [crate::runtime::Preopen],
     memory_limit: Option<u64>,
     cpu_limit: Option<u64>,
+    outbound: &'a Arc<OutboundPolicy>,
+    http_pods: &'a crate::serving::HttpPods,
+}
+
+/// Where the pod's guests may send HTTP requests: Services through the node's gateway, and
+/// the hosts its annotation allows.
+fn outbound_policy(pod: &Pod, context: &PodContext) -> OutboundPolicy {
+    let allowed = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::runtime::ALLOWED_HOSTS_ANNOTATION))
+        .map(|value| OutboundPolicy::parse_allowed_hosts(value))
+        .unwrap_or_default();
+    OutboundPolicy {
+        gateway: context.gateway.clone(),
+        namespace: pod.namespace().unwrap_or_default(),
+        allowed_hosts: allowed,
+    }
 }
 
 impl Launch<'_> {
@@ -866,11 +900,32 @@ impl Launch<'_> {
             working_dir: self.container.working_dir.clone(),
             cpu_limit_millicores: self.cpu_limit,
             usage,
+            outbound: self.outbound.clone(),
         }
     }
 
-    /// Runs the container's program, its output going to `log`, counting into `usage`.
+    /// Runs the container's program, its output going to `log`, counting into `usage`. An
+    /// HTTP component does not run by itself: it serves the pod's requests, each in an
+    /// instance of its own, until the run is stopped.
     async fn run(&self, log: std::fs::File, usage: Arc<crate::runtime::Usage>) -> ExitOutcome {
+        if self.module.serves_http() {
+            let ports = (self.container.ports.iter().flatten())
+                .map(|port| port.container_port)
+                .collect();
+            let _serving = self.http_pods.register(
+                &self.pod.namespace().unwrap_or_default(),
+                &self.pod.name_any(),
+                crate::serving::Server {
+                    container: self.container.name.clone(),
+                    ports,
+                    runtime: self.runtime.clone(),
+                    module: self.module.clone(),
+                    spec: self.spec(log, usage),
+                    timeout: crate::serving::request_timeout(self.pod),
+                },
+            );
+            return std::future::pending().await;
+        }
         self.runtime.run(self.module, self.spec(log, usage)).await
     }
 
@@ -941,6 +996,13 @@ fn arguments(container: &Container) -> Vec<String> {
     argv
 }
 
+/// Whether the pod exists to serve HTTP ([`crate::serving::SERVE_ANNOTATION`]).
+fn must_serve_http(pod: &Pod) -> bool {
+    pod.annotations()
+        .get(crate::serving::SERVE_ANNOTATION)
+        .is_some_and(|value| value == "http")
+}
+
 /// Loads and compiles the container's module, retrying with back-off until it works.
 async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedModule {
     let image = container.image.clone().unwrap_or_default();
@@ -954,7 +1016,21 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
                 .runtime
                 .prepare(bytes)
                 .await
-                .map_err(|e| ("ErrImagePull", format!("module {image:?} cannot run: {e}"))),
+                .map_err(|e| ("ErrImagePull", format!("module {image:?} cannot run: {e}")))
+                .and_then(|module| {
+                    if must_serve_http(&shared.pod) && !module.serves_http() {
+                        Err((
+                            "ErrImagePull",
+                            format!(
+                                "module {image:?} cannot serve HTTP: it does not export \
+                                 wasi:http/incoming-handler (build it for the wasi:http/proxy \
+                                 world, e.g. with the wasip2 crate's http::proxy::export!)"
+                            ),
+                        ))
+                    } else {
+                        Ok(module)
+                    }
+                }),
             Err(e) => Err((e.reason(), e.to_string())),
         };
         match result {
@@ -1015,7 +1091,13 @@ async fn configure(
     let mut backoff = Backoff::new(shared.context.backoff);
     loop {
         let configured = async {
-            let env = env::resolve(&shared.context.client, &shared.pod, container).await?;
+            let env = env::resolve(
+                &shared.context.client,
+                &shared.context.services,
+                &shared.pod,
+                container,
+            )
+            .await?;
             let preopens = volumes.preopens(container)?;
             Ok::<_, String>((env, preopens, probes::Probes::of(container)?))
         }

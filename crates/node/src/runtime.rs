@@ -34,6 +34,7 @@
 //!             working_dir: None,
 //!             cpu_limit_millicores: None,
 //!             usage: Default::default(),
+//!             outbound: Default::default(),
 //!         },
 //!     )
 //!     .await;
@@ -89,10 +90,14 @@
 //!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too.
 
 mod component;
+mod http;
 mod meter;
 mod module;
+mod outbound;
 
+pub use http::HttpFailure;
 pub use meter::Usage;
+pub use outbound::{ALLOWED_HOSTS_ANNOTATION, OutboundPolicy};
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -113,6 +118,8 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use component::ComponentState;
 use module::ModuleState;
+use outbound::Outbound;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How often the engine's epoch advances, which is how often a running guest yields to tokio.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -196,6 +203,8 @@ enum Program {
     Module(InstancePre<ModuleState>),
     /// A WASI 0.2 `wasi:cli/command` component.
     Component(CommandPre<ComponentState>),
+    /// A component that exports `wasi:http/incoming-handler` (`wasi:http/proxy`).
+    Http(ProxyPre<ComponentState>),
 }
 
 /// The two kinds of WebAssembly binary, told apart by their preamble.
@@ -235,8 +244,14 @@ impl PreparedModule {
     pub fn kind(&self) -> WasmKind {
         match self.program {
             Program::Module(_) => WasmKind::Module,
-            Program::Component(_) => WasmKind::Component,
+            Program::Component(_) | Program::Http(_) => WasmKind::Component,
         }
+    }
+
+    /// Whether this is an HTTP component, which serves requests instead of running to an
+    /// end ([`Runtime::handle_request`]).
+    pub fn serves_http(&self) -> bool {
+        matches!(self.program, Program::Http(_))
     }
 }
 
@@ -306,6 +321,27 @@ pub struct RunSpec {
     pub cpu_limit_millicores: Option<u64>,
     /// Where the run's CPU time and memory size are counted while it runs.
     pub usage: Arc<Usage>,
+    /// Where the guest's outgoing HTTP requests may go; the default reaches nothing.
+    pub outbound: Arc<OutboundPolicy>,
+}
+
+impl RunSpec {
+    /// Another spec like this one, writing to the same log file: an HTTP component gets a
+    /// fresh instance, and so a fresh sandbox, for every request.
+    pub fn try_clone(&self) -> std::io::Result<RunSpec> {
+        Ok(RunSpec {
+            program_name: self.program_name.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            stdout: self.stdout.try_clone()?,
+            memory_limit_bytes: self.memory_limit_bytes,
+            preopens: self.preopens.clone(),
+            working_dir: self.working_dir.clone(),
+            cpu_limit_millicores: self.cpu_limit_millicores,
+            usage: self.usage.clone(),
+            outbound: self.outbound.clone(),
+        })
+    }
 }
 
 /// A host directory the guest sees at `guest` (a WASI preopened directory).
@@ -524,8 +560,7 @@ impl Runtime {
             WasmKind::Module => {
                 module::prepare(&inner.engine, &inner.module_linker, wasm).map(Program::Module)
             }
-            WasmKind::Component => component::prepare(&inner.engine, &inner.component_linker, wasm)
-                .map(Program::Component),
+            WasmKind::Component => component::prepare(&inner.engine, &inner.component_linker, wasm),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let from_cache = hits_before.is_some()
@@ -590,7 +625,7 @@ impl Runtime {
     /// what an `exec` probe does, the way `kubectl exec` starts another process in a
     /// container: it shares the container's volumes, not its memory.
     pub async fn call(&self, module: &PreparedModule, spec: RunSpec, export: &str) -> ExitOutcome {
-        if let Program::Component(_) = module.program {
+        if let Program::Component(_) | Program::Http(_) = module.program {
             return ExitOutcome::Trapped {
                 message: format!(
                     "cannot call {export:?}: calling an export is supported for core modules, \
@@ -607,6 +642,40 @@ impl Runtime {
         spec: RunSpec,
         export: Option<&str>,
     ) -> ExitOutcome {
+        let Sandbox {
+            mut wasi,
+            outbound,
+            controls,
+            limit,
+        } = match self.sandbox(module, spec) {
+            Ok(sandbox) => sandbox,
+            Err(outcome) => return outcome,
+        };
+        let engine = &self.inner.engine;
+        let (result, controls) = match &module.program {
+            Program::Module(pre) => {
+                let export = export.unwrap_or("_start");
+                module::run(engine, pre, &mut wasi, controls, export).await
+            }
+            Program::Component(pre) => {
+                component::run(engine, pre, &mut wasi, outbound, controls).await
+            }
+            Program::Http(_) => {
+                return ExitOutcome::Trapped {
+                    message: "an HTTP component is not run but serves requests (it exports \
+                              wasi:http/incoming-handler, not wasi:cli/run)"
+                        .into(),
+                };
+            }
+        };
+        outcome_of(result, Some(limit), controls.limiter.refused)
+    }
+
+    /// Builds the sandbox of one run (or one request) from its spec: the WASI context with
+    /// the guest's args, env, log streams and mounts and nothing else, where its outgoing
+    /// requests may go, and its memory limiter and CPU meter. A mount that cannot be opened
+    /// ends the run before it starts.
+    fn sandbox(&self, module: &PreparedModule, spec: RunSpec) -> Result<Sandbox, ExitOutcome> {
         assert!(
             Engine::same(&module.engine, &self.inner.engine),
             "module {} was prepared by a different Runtime",
@@ -622,6 +691,7 @@ impl Runtime {
             working_dir,
             cpu_limit_millicores,
             usage,
+            outbound,
         } = spec;
 
         // Both streams share one writer and its file: records keep the order of the guest's
@@ -641,13 +711,13 @@ impl Runtime {
                 FsPerms::ReadWrite
             };
             if let Err(error) = wasi.preopened_dir(&preopen.host, &preopen.guest, perms) {
-                return ExitOutcome::Trapped {
+                return Err(ExitOutcome::Trapped {
                     message: format!(
                         "could not mount {} at {}: {error:#}",
                         preopen.host.display(),
                         preopen.guest
                     ),
-                };
+                });
             }
         }
         if let Some(dir) = &working_dir {
@@ -665,9 +735,9 @@ impl Runtime {
                     FsPerms::ReadWrite
                 };
                 if let Err(error) = wasi.preopened_dir(&cwd.host, ".", perms) {
-                    return ExitOutcome::Trapped {
+                    return Err(ExitOutcome::Trapped {
                         message: format!("could not open the working directory {dir}: {error:#}"),
-                    };
+                    });
                 }
             }
         }
@@ -685,17 +755,22 @@ impl Runtime {
             },
             meter: meter::CpuMeter::new(cpu_limit_millicores, usage),
         };
-
-        let engine = &self.inner.engine;
-        let (result, controls) = match &module.program {
-            Program::Module(pre) => {
-                let export = export.unwrap_or("_start");
-                module::run(engine, pre, &mut wasi, controls, export).await
-            }
-            Program::Component(pre) => component::run(engine, pre, &mut wasi, controls).await,
-        };
-        outcome_of(result, Some((limit, whose)), controls.limiter.refused)
+        Ok(Sandbox {
+            wasi,
+            outbound: Outbound { policy: outbound },
+            controls,
+            limit: (limit, whose),
+        })
     }
+}
+
+/// Everything one run or request gets, built by [`Runtime::sandbox`].
+struct Sandbox {
+    wasi: WasiCtxBuilder,
+    outbound: Outbound,
+    controls: Controls,
+    /// The memory limit that applies, and whose it is.
+    limit: (usize, LimitSource),
 }
 
 /// The host directory that a guest path inside one of the preopens is, with that preopen's

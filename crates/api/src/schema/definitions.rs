@@ -2,7 +2,7 @@
 
 use super::patch_metadata;
 use crate::resource::{self, ResourceType};
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core};
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, networking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta_v1;
 use serde_json::{Map, Value, json};
 use std::sync::OnceLock;
@@ -33,6 +33,20 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
     ("", "v1", "ConfigMap", "io.k8s.api.core.v1.ConfigMap"),
     ("", "v1", "Secret", "io.k8s.api.core.v1.Secret"),
     ("", "v1", "Event", "io.k8s.api.core.v1.Event"),
+    ("", "v1", "Service", "io.k8s.api.core.v1.Service"),
+    ("", "v1", "Endpoints", "io.k8s.api.core.v1.Endpoints"),
+    (
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "io.k8s.api.discovery.v1.EndpointSlice",
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "io.k8s.api.networking.v1.Ingress",
+    ),
     (
         "",
         "v1",
@@ -57,6 +71,7 @@ const KINDS: &[(&str, &str, &str, &str)] = &[
         "io.k8s.api.autoscaling.v1.Scale",
     ),
     ("flotilla.dev", "v1", "Module", "dev.flotilla.v1.Module"),
+    ("flotilla.dev", "v1", "Function", "dev.flotilla.v1.Function"),
 ];
 
 fn generate() -> Map<String, Value> {
@@ -68,6 +83,10 @@ fn generate() -> Map<String, Value> {
     generator.subschema_for::<core::v1::ConfigMap>();
     generator.subschema_for::<core::v1::Secret>();
     generator.subschema_for::<core::v1::Event>();
+    generator.subschema_for::<core::v1::Service>();
+    generator.subschema_for::<core::v1::Endpoints>();
+    generator.subschema_for::<discovery::v1::EndpointSlice>();
+    generator.subschema_for::<networking::v1::Ingress>();
     generator.subschema_for::<core::v1::ReplicationController>();
     generator.subschema_for::<core::v1::Binding>();
     generator.subschema_for::<apps::v1::Deployment>();
@@ -77,6 +96,8 @@ fn generate() -> Map<String, Value> {
     generator.subschema_for::<coordination::v1::Lease>();
     generator.subschema_for::<autoscaling::v1::Scale>();
     generator.subschema_for::<meta_v1::Status>();
+    // Function.status.conditions uses the generic Condition.
+    generator.subschema_for::<meta_v1::Condition>();
     generator.subschema_for::<meta_v1::DeleteOptions>();
     generator.subschema_for::<meta_v1::ListMeta>();
     generator.subschema_for::<meta_v1::Patch>();
@@ -146,6 +167,44 @@ fn flotilla_definitions() -> Map<String, Value> {
                     "x-kubernetes-list-type": "map",
                     "x-kubernetes-list-map-keys": ["digest"],
                 },
+            },
+        },
+        "dev.flotilla.v1.Function": {
+            "description": "Function is a serverless HTTP function: a wasi:http/proxy component that the gateway serves at /function/NAME (/function/NAME.NAMESPACE outside the default namespace), run as pods scaled between minScale and maxScale by in-flight requests, down to none while idle when minScale is 0.",
+            "type": "object",
+            "properties": {
+                "apiVersion": {"description": "APIVersion defines the versioned schema of this representation of an object.", "type": "string"},
+                "kind": {"description": "Kind is a string value representing the REST resource this object represents.", "type": "string"},
+                "metadata": {"$ref": object_meta, "description": "Standard object's metadata. The name is part of the function's URL."},
+                "spec": {"$ref": "#/definitions/dev.flotilla.v1.FunctionSpec", "description": "What to run and how to scale it."},
+                "status": {"$ref": "#/definitions/dev.flotilla.v1.FunctionStatus", "description": "Where the function answers and how many instances serve it."},
+            },
+        },
+        "dev.flotilla.v1.FunctionSpec": {
+            "description": "FunctionSpec says what a function runs and how it scales.",
+            "type": "object",
+            "required": ["image"],
+            "properties": {
+                "image": {"description": "The HTTP component to run, as a container image: file://, http(s)://, a pushed module NAME:TAG or an OCI reference.", "type": "string"},
+                "args": {"description": "Arguments the component sees (wasi:cli/environment).", "type": "array", "items": {"type": "string"}},
+                "env": {"description": "Environment variables the component sees.", "type": "array", "items": {"$ref": "#/definitions/io.k8s.api.core.v1.EnvVar"}, "x-kubernetes-patch-strategy": "merge", "x-kubernetes-patch-merge-key": "name"},
+                "minScale": {"description": "Instances kept running when idle; 0 (the default) scales to zero, and the first request after idle waits for an instance to start.", "type": "integer", "format": "int32"},
+                "maxScale": {"description": "The most instances to run, however busy the function is. Defaults to 10.", "type": "integer", "format": "int32"},
+                "concurrency": {"description": "In-flight requests per instance before the function scales out. Defaults to 100.", "type": "integer", "format": "int32"},
+                "timeoutSeconds": {"description": "How long one request may take before it is cut off with 504. Defaults to 30.", "type": "integer", "format": "int32"},
+                "resources": {"$ref": "#/definitions/io.k8s.api.core.v1.ResourceRequirements", "description": "Per-instance resources; limits.memory caps each request's instance."},
+            },
+        },
+        "dev.flotilla.v1.FunctionStatus": {
+            "description": "FunctionStatus is where the function answers and how it is scaled.",
+            "type": "object",
+            "properties": {
+                "url": {"description": "The function's URL at the gateway.", "type": "string"},
+                "desiredInstances": {"description": "How many instances the autoscaler wants, between minScale and maxScale.", "type": "integer", "format": "int32"},
+                "instances": {"description": "How many instances exist.", "type": "integer", "format": "int32"},
+                "readyInstances": {"description": "How many instances are ready to serve.", "type": "integer", "format": "int32"},
+                "observedGeneration": {"description": "The generation of the spec this status reflects.", "type": "integer", "format": "int64"},
+                "conditions": {"description": "Ready: whether the function can serve requests now (or on demand, when scaled to zero). ImageReady: whether its component loads.", "type": "array", "items": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Condition"}, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
             },
         },
         "dev.flotilla.v1.ModuleBlob": {

@@ -3,18 +3,64 @@
 //! whole ones (`envFrom`). Nothing comes from the host.
 
 use crate::config_data::{self, Kind};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
+/// The variables Kubernetes gives a container for each Service in its namespace:
+/// `{NAME}_SERVICE_HOST`, `{NAME}_SERVICE_PORT` and `{NAME}_SERVICE_PORT_{PORT NAME}`, NAME in
+/// upper case with `-` as `_`. The host is the Service's name, `NAME.NAMESPACE.svc`, which a
+/// guest's outgoing HTTP requests reach through the gateway (a Wasm pod has no cluster IPs
+/// to dial).
+fn service_links(services: &Store<Service>, namespace: &str) -> Vec<(String, String)> {
+    let mut found: Vec<_> = services
+        .state()
+        .into_iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace))
+        .collect();
+    found.sort_by_key(|s| s.name_any());
+    let mut env = Vec::new();
+    for service in found {
+        let ports = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        let prefix = service.name_any().to_ascii_uppercase().replace('-', "_");
+        env.push((
+            format!("{prefix}_SERVICE_HOST"),
+            format!("{}.{namespace}.svc", service.name_any()),
+        ));
+        env.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for port in &ports {
+            if let Some(name) = &port.name {
+                let name = name.to_ascii_uppercase().replace('-', "_");
+                env.push((
+                    format!("{prefix}_SERVICE_PORT_{name}"),
+                    port.port.to_string(),
+                ));
+            }
+        }
+    }
+    env
+}
+
 /// Resolves the environment; an error names what is missing, for the container's
-/// `CreateContainerConfigError`.
+/// `CreateContainerConfigError`. The variables of the Services in the pod's namespace come
+/// first (unless `enableServiceLinks` is false), so the container's own override them.
 pub async fn resolve(
     client: &Client,
+    services: &Store<Service>,
     pod: &Pod,
     container: &Container,
 ) -> Result<Vec<(String, String)>, String> {
     let namespace = pod.namespace().unwrap_or_default();
     let mut env = Vec::new();
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links);
+    if links != Some(false) {
+        env.extend(service_links(services, &namespace));
+    }
     for source in container.env_from.iter().flatten() {
         let (kind, name, optional) = match (&source.config_map_ref, &source.secret_ref) {
             (Some(r), _) => (Kind::ConfigMap, &r.name, r.optional),

@@ -22,6 +22,7 @@ fn spec(name: &str, args: &[&str], log: &Log) -> RunSpec {
         working_dir: None,
         cpu_limit_millicores: None,
         usage: Default::default(),
+        outbound: Default::default(),
     }
 }
 
@@ -221,6 +222,7 @@ async fn the_node_caps_memory_when_the_pod_sets_no_lower_limit() {
             working_dir: None,
             cpu_limit_millicores: None,
             usage: Default::default(),
+            outbound: Default::default(),
             ..spec("memory-hog", &["64"], &log)
         };
         let outcome = runtime.run(&hog, spec).await;
@@ -296,6 +298,7 @@ async fn growing_memory_past_the_limit_is_out_of_memory() {
         working_dir: None,
         cpu_limit_millicores: None,
         usage: Default::default(),
+        outbound: Default::default(),
         ..spec("memory-hog", &["64"], &log)
     };
     let outcome = runtime.run(&hog, spec).await;
@@ -328,6 +331,7 @@ async fn a_limit_below_the_initial_memory_is_out_of_memory_at_start() {
         working_dir: None,
         cpu_limit_millicores: None,
         usage: Default::default(),
+        outbound: Default::default(),
         ..spec("hello", &[], &log)
     };
     let outcome = runtime.run(&hello, spec).await;
@@ -351,6 +355,7 @@ async fn memory_within_the_limit_is_fine() {
         working_dir: None,
         cpu_limit_millicores: None,
         usage: Default::default(),
+        outbound: Default::default(),
         ..spec("memory-hog", &["16"], &log)
     };
     let outcome = runtime.run(&hog, spec).await;
@@ -600,6 +605,7 @@ async fn a_component_past_its_memory_limit_is_out_of_memory() {
                 working_dir: None,
                 cpu_limit_millicores: None,
                 usage: Default::default(),
+                outbound: Default::default(),
                 ..spec("hello-p2", &[], &log)
             },
         )

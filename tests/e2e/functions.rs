@@ -1,0 +1,212 @@
+//! Serverless Functions: deployed with a few lines of YAML (or `flotilla function deploy`),
+//! answering at their `status.url`, scaled from zero by the first request and back to zero
+//! when idle, scaled out by concurrency, cutting off runaway requests, and saying clearly
+//! when their component cannot serve.
+
+use crate::SETTLE;
+use crate::pods::checked_apply;
+use flotilla_e2e::{Cluster, wait_until};
+
+fn function(name: &str, image: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: flotilla.dev/v1\nkind: Function\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n{spec}"
+    )
+}
+
+fn pods_of(cluster: &Cluster, name: &str) -> usize {
+    let out = cluster.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("flotilla.dev/function={name}"),
+        "-o",
+        "name",
+    ]);
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn a_function_scales_from_zero_answers_and_goes_back_to_zero() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(1, &["--scale-down-delay", "2s"])?;
+    checked_apply(&cluster, &function("hello", "hello-http", ""))?;
+    let url = format!("{}/function/hello", cluster.gateway);
+    cluster.wait_for_field("function/hello", ".status.url", &url, SETTLE)?;
+    // Defaults filled in; scaled to zero and ready to start on demand.
+    assert_eq!(cluster.field("function/hello", ".spec.minScale"), "0");
+    assert_eq!(
+        cluster.field("function/hello", ".spec.timeoutSeconds"),
+        "30"
+    );
+    let reason = ".status.conditions[?(@.type==\"Ready\")].reason";
+    cluster.wait_for_field("function/hello", reason, "ScaledToZero", SETTLE)?;
+    assert_eq!(
+        pods_of(&cluster, "hello"),
+        0,
+        "nothing runs before the first request"
+    );
+
+    // The first request is held until an instance is ready, then answered.
+    let cold = cluster.gateway_request("GET", "/function/hello/greet?name=x", &[], "")?;
+    assert_eq!(cold.status, 200, "{}", cold.body);
+    assert_eq!(
+        cold.body,
+        "Hello from flotilla! You asked for /greet?name=x\n"
+    );
+    assert_eq!(pods_of(&cluster, "hello"), 1);
+    cluster.wait_for_field("function/hello", ".status.readyInstances", "1", SETTLE)?;
+    let warm = cluster.gateway_request("GET", "/function/hello", &[], "")?;
+    assert_eq!(warm.body, "Hello from flotilla! You asked for /\n");
+
+    // Idle for the scale-down delay: back to zero instances.
+    wait_until(SETTLE, "the function to scale to zero", || {
+        Ok(pods_of(&cluster, "hello") == 0)
+    })?;
+    cluster.wait_for_field("function/hello", ".status.desiredInstances", "0", SETTLE)?;
+
+    // Per-function metrics in Prometheus' text format.
+    let metrics = cluster.gateway_request("GET", "/metrics", &[], "")?.body;
+    let requests = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("flotilla_gateway_requests_total{")
+                && l.contains("name=\"hello\"")
+                && l.contains("code=\"200\"")
+        })
+        .unwrap_or_default()
+        .to_string();
+    assert!(requests.ends_with(" 2"), "{metrics}");
+    assert!(metrics.contains("flotilla_gateway_function_cold_starts_total{kind=\"function\",namespace=\"default\",name=\"hello\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("flotilla_gateway_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
+
+    // Another namespace answers at NAME.NAMESPACE.
+    cluster.kubectl_ok(&["create", "namespace", "shop"])?;
+    let mut shop = cluster.kubectl_with_input(
+        &["apply", "-n", "shop", "-f", "-"],
+        Some(&function("cart", "hello-http", "")),
+    );
+    assert!(
+        shop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shop.stderr)
+    );
+    let answer = cluster.gateway_request("GET", "/function/cart.shop/items", &[], "")?;
+    assert_eq!(answer.body, "Hello from flotilla! You asked for /items\n");
+    shop = cluster.kubectl(&[
+        "get",
+        "function",
+        "cart",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.status.url}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&shop.stdout),
+        format!("{}/function/cart.shop", cluster.gateway)
+    );
+    Ok(())
+}
+
+#[test]
+fn concurrency_scales_a_function_out_across_nodes() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(2, &["--scale-down-delay", "30s"])?;
+    checked_apply(
+        &cluster,
+        &function(
+            "busy",
+            "http-behaviours",
+            "  minScale: 1\n  maxScale: 4\n  concurrency: 1\n",
+        ),
+    )?;
+    cluster.wait_for_field("function/busy", ".status.readyInstances", "1", SETTLE)?;
+    // Eight slow requests at once against one instance that should take one each.
+    let gateway = cluster.gateway.trim_start_matches("http://").to_string();
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let gateway = gateway.clone();
+            std::thread::spawn(move || {
+                flotilla_e2e::request(&gateway, "GET", "/function/busy/sleep/3000", &[], "")
+            })
+        })
+        .collect();
+    cluster.wait_for_field("function/busy", ".status.desiredInstances", "4", SETTLE)?;
+    cluster.wait_for_field("function/busy", ".status.readyInstances", "4", SETTLE)?;
+    for request in load {
+        let response = request.join().expect("load thread")?;
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let nodes = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "flotilla.dev/function=busy",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ])?;
+    let distinct: std::collections::HashSet<&str> = nodes.split_whitespace().collect();
+    assert_eq!(distinct.len(), 2, "instances on both nodes: {nodes}");
+    Ok(())
+}
+
+#[test]
+fn a_function_that_cannot_serve_says_why_and_a_runaway_request_gets_504() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    // A command component exports wasi:cli/run, not the HTTP handler.
+    checked_apply(&cluster, &function("command", "hello-p2", ""))?;
+    let refused = cluster.gateway_request("GET", "/function/command/", &[], "")?;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("does not export wasi:http/incoming-handler"),
+        "{}",
+        refused.body
+    );
+    let ready = ".status.conditions[?(@.type==\"Ready\")]";
+    cluster.wait_for_field(
+        "function/command",
+        &format!("{ready}.status"),
+        "False",
+        SETTLE,
+    )?;
+    let message = cluster.field("function/command", &format!("{ready}.message"));
+    assert!(message.contains("incoming-handler"), "{message}");
+
+    checked_apply(
+        &cluster,
+        &function("slow", "http-behaviours", "  timeoutSeconds: 1\n"),
+    )?;
+    let cut = cluster.gateway_request("GET", "/function/slow/hang", &[], "")?;
+    assert_eq!(cut.status, 504, "{}", cut.body);
+    let trapped = cluster.gateway_request("GET", "/function/slow/trap", &[], "")?;
+    assert_eq!(trapped.status, 500, "{}", trapped.body);
+    let fine = cluster.gateway_request("GET", "/function/slow/echo", &[], "")?;
+    assert_eq!((fine.status, fine.body.as_str()), (200, "GET /echo\n"));
+    let missing = cluster.gateway_request("GET", "/function/nope/", &[], "")?;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.body.contains("no Function nope"),
+        "{}",
+        missing.body
+    );
+
+    // Invalid specs are refused with the fields named.
+    let bad = cluster.kubectl_with_input(
+        &["apply", "-f", "-"],
+        Some(&function(
+            "bad",
+            "hello-http",
+            "  minScale: 5\n  maxScale: 2\n  concurrency: 0\n",
+        )),
+    );
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("spec.maxScale") && stderr.contains("spec.concurrency"),
+        "{stderr}"
+    );
+    Ok(())
+}
