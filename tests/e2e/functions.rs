@@ -210,3 +210,69 @@ fn a_function_that_cannot_serve_says_why_and_a_runaway_request_gets_504() -> any
     );
     Ok(())
 }
+
+#[test]
+fn the_function_commands_deploy_list_invoke_and_show_logs() -> anyhow::Result<()> {
+    use flotilla_e2e::checked;
+    let cluster = Cluster::start(1)?;
+    let deployed = checked(
+        cluster.flotilla(
+            &[
+                "function",
+                "deploy",
+                "echo",
+                "--image",
+                "http-behaviours",
+                "--min-scale",
+                "1",
+                "--env",
+                "WHO=cli",
+            ],
+            None,
+        ),
+        "function deploy",
+    )?;
+    assert!(deployed.contains("function/echo created"), "{deployed}");
+    assert!(
+        deployed
+            .trim_end()
+            .ends_with(&format!("{}/function/echo", cluster.gateway)),
+        "deploy prints the URL: {deployed}"
+    );
+    let invoke = |args: &[&str]| {
+        let mut all = vec!["function", "invoke", "echo"];
+        all.extend_from_slice(args);
+        cluster.flotilla(&all, None)
+    };
+    assert_eq!(
+        checked(invoke(&["--path", "/log/from-the-cli"]), "invoke")?,
+        "logged\n"
+    );
+    assert_eq!(
+        checked(invoke(&["--path", "/echo", "-d", "payload"]), "invoke")?,
+        "POST /echo\npayload"
+    );
+    assert!(checked(invoke(&["--path", "/env"]), "invoke")?.contains("WHO=cli\n"));
+    let failed = invoke(&["--path", "/status/503"]);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("503"));
+
+    let listed = checked(
+        cluster.flotilla(&["function", "list"], None),
+        "function list",
+    )?;
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("echo"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("/function/echo") && row.contains("1/1"),
+        "{listed}"
+    );
+    let logs = checked(
+        cluster.flotilla(&["function", "logs", "echo"], None),
+        "function logs",
+    )?;
+    assert!(logs.contains("from-the-cli"), "{logs}");
+    Ok(())
+}

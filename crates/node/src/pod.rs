@@ -15,6 +15,7 @@ use crate::logs::LogStore;
 use crate::runtime::{ExitOutcome, OutboundPolicy, PreparedModule, RunSpec, Runtime};
 use crate::volumes::{self, PodVolumes};
 use flotilla_client::events::{EventType, Recorder};
+use futures::future::Either;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition,
@@ -679,6 +680,32 @@ async fn run_container(
             store: shared.context.logs.clone(),
             path: log_path,
         };
+        let launch = Launch {
+            runtime: &shared.context.runtime,
+            module: &module,
+            pod: &shared.pod,
+            container: &container,
+            env: &env,
+            preopens: &preopens,
+            memory_limit,
+            cpu_limit,
+            outbound: &outbound,
+            http_pods: &shared.context.http_pods,
+        };
+        let usage = Arc::new(crate::runtime::Usage::default());
+        shared
+            .context
+            .stats
+            .started(&shared.pod, &container.name, usage.clone());
+        // An HTTP component serves from before it is reported running, so whoever sees the
+        // pod Ready can reach it; it then runs until stopped.
+        let (run, _serving) = if module.serves_http() {
+            let serving = launch.serve(log_file, usage);
+            (Either::Left(std::future::pending()), Some(serving))
+        } else {
+            (Either::Right(launch.run(log_file, usage)), None)
+        };
+        tokio::pin!(run);
         let started = Time(jiff::Timestamp::now());
         shared.update(index, |c| {
             c.state = ContainerState {
@@ -698,26 +725,7 @@ async fn run_container(
                 format!("Started container {}", container.name),
             )
             .await;
-        let launch = Launch {
-            runtime: &shared.context.runtime,
-            module: &module,
-            pod: &shared.pod,
-            container: &container,
-            env: &env,
-            preopens: &preopens,
-            memory_limit,
-            cpu_limit,
-            outbound: &outbound,
-            http_pods: &shared.context.http_pods,
-        };
         let began = Instant::now();
-        let usage = Arc::new(crate::runtime::Usage::default());
-        shared
-            .context
-            .stats
-            .started(&shared.pod, &container.name, usage.clone());
-        let run = launch.run(log_file, usage);
-        tokio::pin!(run);
         let ended = tokio::select! {
             outcome = &mut run => Ended::Exited(outcome),
             why = probes::watch(&shared, index, &probes, |export| launch.call(export)) => {
@@ -904,29 +912,33 @@ impl Launch<'_> {
         }
     }
 
-    /// Runs the container's program, its output going to `log`, counting into `usage`. An
-    /// HTTP component does not run by itself: it serves the pod's requests, each in an
-    /// instance of its own, until the run is stopped.
+    /// Runs the container's program, its output going to `log`, counting into `usage`.
     async fn run(&self, log: std::fs::File, usage: Arc<crate::runtime::Usage>) -> ExitOutcome {
-        if self.module.serves_http() {
-            let ports = (self.container.ports.iter().flatten())
-                .map(|port| port.container_port)
-                .collect();
-            let _serving = self.http_pods.register(
-                &self.pod.namespace().unwrap_or_default(),
-                &self.pod.name_any(),
-                crate::serving::Server {
-                    container: self.container.name.clone(),
-                    ports,
-                    runtime: self.runtime.clone(),
-                    module: self.module.clone(),
-                    spec: self.spec(log, usage),
-                    timeout: crate::serving::request_timeout(self.pod),
-                },
-            );
-            return std::future::pending().await;
-        }
         self.runtime.run(self.module, self.spec(log, usage)).await
+    }
+
+    /// Serves the pod's requests with the container's HTTP component, each in an instance
+    /// of its own writing to `log`, until the returned registration is dropped.
+    fn serve(
+        &self,
+        log: std::fs::File,
+        usage: Arc<crate::runtime::Usage>,
+    ) -> crate::serving::Registration {
+        let ports = (self.container.ports.iter().flatten())
+            .map(|port| port.container_port)
+            .collect();
+        self.http_pods.register(
+            &self.pod.namespace().unwrap_or_default(),
+            &self.pod.name_any(),
+            crate::serving::Server {
+                container: self.container.name.clone(),
+                ports,
+                runtime: self.runtime.clone(),
+                module: self.module.clone(),
+                spec: self.spec(log, usage),
+                timeout: crate::serving::request_timeout(self.pod),
+            },
+        )
     }
 
     /// Calls an export for a probe; the error says what failed, with the first line the
