@@ -118,7 +118,8 @@ fn target(kind: Kind, namespace: &str, name: &str) -> Labels {
 }
 
 impl Metrics {
-    /// Counts one answered request.
+    /// Counts one answered request, and logs it on the `flotilla_gateway::access` target at
+    /// debug level (`RUST_LOG=flotilla_gateway::access=debug` shows every request).
     pub(crate) fn observe(
         &self,
         kind: Kind,
@@ -127,6 +128,15 @@ impl Metrics {
         status: StatusCode,
         took: Duration,
     ) {
+        tracing::debug!(
+            target: "flotilla_gateway::access",
+            kind = kind.label(),
+            %namespace,
+            %name,
+            status = status.as_u16(),
+            micros = took.as_micros() as u64,
+            "request"
+        );
         let labels = target(kind, namespace, name);
         let mut with_code = labels.clone();
         with_code.push(("code".into(), status.as_u16().to_string()));

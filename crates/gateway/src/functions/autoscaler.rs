@@ -29,6 +29,20 @@ struct Load {
     created: Instant,
 }
 
+impl Load {
+    /// A Function first seen now, wanting `initial` instances, with no request yet.
+    fn new(initial: i32, now: Instant) -> Load {
+        Load {
+            in_flight: Arc::default(),
+            samples: VecDeque::new(),
+            desired: initial,
+            last_needed: now,
+            last_request: None,
+            created: now,
+        }
+    }
+}
+
 /// Counts a request as in flight while it lives.
 pub(crate) struct InFlight(Arc<AtomicUsize>);
 
@@ -54,14 +68,9 @@ impl Autoscaler {
     ) -> (InFlight, bool) {
         let mut loads = self.loads.lock().expect("autoscaler lock");
         let now = Instant::now();
-        let load = loads.entry(key.clone()).or_insert_with(|| Load {
-            in_flight: Arc::default(),
-            samples: VecDeque::new(),
-            desired: initial,
-            last_needed: now,
-            last_request: None,
-            created: now,
-        });
+        let load = loads
+            .entry(key.clone())
+            .or_insert_with(|| Load::new(initial, now));
         load.last_request = Some(now);
         load.in_flight.fetch_add(1, Ordering::Relaxed);
         let raised = load.desired < 1 && spec.max_scale() >= 1;
@@ -77,14 +86,9 @@ impl Autoscaler {
     pub(crate) fn desired(&self, key: &ObjectKey, spec: &FunctionSpec, initial: i32) -> i32 {
         let mut loads = self.loads.lock().expect("autoscaler lock");
         let now = Instant::now();
-        let load = loads.entry(key.clone()).or_insert_with(|| Load {
-            in_flight: Arc::default(),
-            samples: VecDeque::new(),
-            desired: initial,
-            last_needed: now,
-            last_request: None,
-            created: now,
-        });
+        let load = loads
+            .entry(key.clone())
+            .or_insert_with(|| Load::new(initial, now));
         load.desired = load.desired.clamp(spec.min_scale(), spec.max_scale());
         load.desired
     }
