@@ -181,8 +181,25 @@ fn a_function_that_cannot_serve_says_why_and_a_runaway_request_gets_504() -> any
     )?;
     let cut = cluster.gateway_request("GET", "/function/slow/hang", &[], "")?;
     assert_eq!(cut.status, 504, "{}", cut.body);
+    let succeeding = ".status.conditions[?(@.type==\"RequestsSucceeding\")]";
+    cluster.wait_for_field(
+        "function/slow",
+        &format!("{succeeding}.reason"),
+        "Timeout",
+        SETTLE,
+    )?;
     let trapped = cluster.gateway_request("GET", "/function/slow/trap", &[], "")?;
     assert_eq!(trapped.status, 500, "{}", trapped.body);
+    cluster.wait_for_field(
+        "function/slow",
+        &format!("{succeeding}.reason"),
+        "HandlerFailed",
+        SETTLE,
+    )?;
+    assert_eq!(
+        cluster.field("function/slow", &format!("{succeeding}.status")),
+        "False"
+    );
     let fine = cluster.gateway_request("GET", "/function/slow/echo", &[], "")?;
     assert_eq!((fine.status, fine.body.as_str()), (200, "GET /echo\n"));
     let missing = cluster.gateway_request("GET", "/function/nope/", &[], "")?;

@@ -260,3 +260,58 @@ spec:
     assert!(stderr.contains("pathType"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn the_gateway_reaches_pods_on_other_nodes_and_skips_one_that_is_gone() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    let gateway = cluster.gateway.trim_start_matches("http://").to_string();
+    let edge = cluster.join_node("edge", &["--gateway", &gateway])?;
+    checked_apply(&cluster, &web("web", 2, "", ""))?;
+    wait_for_endpoints(&cluster, "web", 2)?;
+    let placed = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName} {end}",
+    ])?;
+    let on_edge = placed
+        .split_whitespace()
+        .find_map(|p| p.strip_suffix("=edge"))
+        .map(str::to_string);
+    let Some(on_edge) = on_edge else {
+        anyhow::bail!("one pod should run on each node: {placed}");
+    };
+
+    // The pod on the separate node process is reached over its node's endpoint, and its
+    // own requests to a Service go through the gateway it was given.
+    for i in 0..8 {
+        let logged = cluster.gateway_request(
+            "GET",
+            &format!("/service/web.default/log/mark-{i}"),
+            &[],
+            "",
+        )?;
+        assert_eq!(logged.status, 200, "{}", logged.body);
+        let fetched =
+            cluster.gateway_request("GET", "/service/web.default/fetch/web/echo", &[], "")?;
+        assert_eq!(fetched.body, "upstream 200\nGET /echo\n");
+    }
+    let logs = cluster.kubectl_ok(&["logs", &on_edge])?;
+    assert!(
+        logs.contains("mark-"),
+        "the pod on edge served nothing: {logs}"
+    );
+
+    // The edge node dies. Its pod stays listed until the node is declared NotReady, but a
+    // request sent there cannot connect, so the gateway sends it to the other pod.
+    edge.kill()?;
+    for _ in 0..8 {
+        let answer = cluster.gateway_request("GET", "/service/web.default/echo", &[], "")?;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "GET /echo\n"));
+    }
+    let listed = cluster.field("endpoints/web", ".subsets[*].addresses[*].targetRef.name");
+    assert!(listed.contains(&on_edge), "still listed: {listed}");
+    Ok(())
+}

@@ -103,14 +103,32 @@ impl Upstreams {
                 .headers
                 .insert(TARGET_PORT_HEADER, http::HeaderValue::from(port));
         }
-        let response = self
+        // Sending again is safe when the connection was never made, or when the method is
+        // idempotent; a POST that may have reached its handler is not sent twice.
+        let idempotent = parts.method.is_idempotent();
+        let response = match self
             .client
             .request(http::Request::from_parts(parts, body))
             .await
-            .map_err(|e| Unreachable::Node {
-                node: backend.node.clone(),
-                why: e.to_string(),
-            })?;
+        {
+            Ok(response) => response,
+            Err(error) if error.is_connect() || idempotent => {
+                return Err(Unreachable::Node {
+                    node: backend.node.clone(),
+                    why: error.to_string(),
+                });
+            }
+            Err(error) => {
+                return Ok(crate::proxy::error(
+                    http::StatusCode::BAD_GATEWAY,
+                    format!(
+                        "the connection to pod {}/{} on node {} failed mid-request ({error}); \
+                         not retried, as the request may have been handled",
+                        backend.namespace, backend.pod, backend.node
+                    ),
+                ));
+            }
+        };
         let gone = response
             .headers()
             .get(ERROR_HEADER)

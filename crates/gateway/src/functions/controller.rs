@@ -40,6 +40,7 @@ impl Functions {
     pub(crate) async fn reconcile(&self, key: &ObjectKey) -> anyhow::Result<Action> {
         let Some(function) = self.cache.functions.get(Some(&key.namespace), &key.name) else {
             self.autoscaler.forget(key);
+            self.failures.forget(key);
             self.expectations.forget(key);
             return Ok(Action::AwaitChange);
         };
@@ -121,6 +122,7 @@ impl Functions {
             .filter(|p| is_ready(p))
             .count() as i32;
         let failure = image_failure(&pods);
+        let recent_failure = self.failures.recent(key);
         self.metrics.instances(
             &key.namespace,
             &key.name,
@@ -139,6 +141,7 @@ impl Functions {
                 desired,
                 spec.min_scale(),
                 failure,
+                recent_failure.as_ref(),
             )),
         };
         if next != status {
@@ -152,7 +155,11 @@ impl Functions {
                 .await
                 .with_context(|| format!("writing the status of Function {key}"))?;
         }
-        Ok(Action::AwaitChange)
+        // A failure shows for a while; look again when it is due to clear.
+        Ok(match recent_failure {
+            Some(_) => Action::RequeueAfter(super::failures::WINDOW),
+            None => Action::AwaitChange,
+        })
     }
 
     /// Where a Function answers: `/function/NAME` in `default`, `/function/NAME.NAMESPACE`
@@ -254,13 +261,15 @@ pub(crate) fn image_failure(pods: &[std::sync::Arc<Pod>]) -> Option<(String, Str
 }
 
 /// The `Ready` condition: ready instances serve; a Function scaled to zero is ready to be
-/// started on demand; one whose instances cannot start says why.
+/// started on demand; one whose instances cannot start says why. And `RequestsSucceeding`:
+/// False, with the reason, for a minute after a request failed.
 fn conditions(
     previous: &FunctionStatus,
     ready: i32,
     desired: i32,
     min_scale: i32,
     failure: Option<(String, String)>,
+    recent_failure: Option<&super::failures::Failure>,
 ) -> Vec<Condition> {
     let (status, reason, message) = match failure {
         Some((reason, message)) if ready == 0 => ("False", reason, message),
@@ -280,18 +289,42 @@ fn conditions(
             "waiting for an instance to become ready".to_string(),
         ),
     };
+    let requests = match recent_failure {
+        Some(failure) => (
+            "False",
+            failure.reason.to_string(),
+            format!("{} (in the last minute)", failure.message),
+        ),
+        None => (
+            "True",
+            "NoRecentFailures".to_string(),
+            "no request failed in the last minute".to_string(),
+        ),
+    };
+    vec![
+        condition(previous, "Ready", (status, reason, message)),
+        condition(previous, "RequestsSucceeding", requests),
+    ]
+}
+
+/// A condition, keeping its transition time while its status holds.
+fn condition(
+    previous: &FunctionStatus,
+    type_: &str,
+    (status, reason, message): (&str, String, String),
+) -> Condition {
     let since = (previous.conditions.iter().flatten())
-        .find(|c| c.type_ == "Ready" && c.status == status)
+        .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| Time(jiff::Timestamp::now()));
-    vec![Condition {
-        type_: "Ready".into(),
+    Condition {
+        type_: type_.into(),
         status: status.into(),
         reason,
         message,
         last_transition_time: since,
         observed_generation: None,
-    }]
+    }
 }
 
 async fn delete_pod(api: &Api<Pod>, name: &str) -> anyhow::Result<()> {

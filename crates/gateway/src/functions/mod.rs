@@ -6,6 +6,7 @@
 
 mod autoscaler;
 mod controller;
+mod failures;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,7 @@ pub(crate) struct Functions {
     cache: Arc<Cache>,
     metrics: Arc<Metrics>,
     autoscaler: autoscaler::Autoscaler,
+    failures: failures::Failures,
     expectations: Expectations,
     queue: Arc<WorkQueue<ObjectKey>>,
 }
@@ -67,6 +69,7 @@ impl Functions {
             cache,
             metrics,
             autoscaler: autoscaler::Autoscaler::default(),
+            failures: failures::Failures::default(),
             expectations: Expectations::default(),
             queue,
         })
@@ -154,6 +157,13 @@ pub(crate) async fn serve(
 ) -> Response {
     let started = Instant::now();
     let response = serve_inner(gateway, namespace, name, path, request).await;
+    let key = ObjectKey::new(namespace, name);
+    if gateway.cache.functions.get(Some(namespace), name).is_some()
+        && gateway.functions.failures.record(&key, &response)
+    {
+        // A new kind of failure: the controller puts it in the Function's status.
+        gateway.functions.queue.add(key);
+    }
     gateway.metrics.observe(
         Kind::Function,
         namespace,
