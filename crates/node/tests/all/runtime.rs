@@ -483,16 +483,17 @@ async fn a_module_without_start_is_invalid() {
 }
 
 #[tokio::test]
-async fn a_component_that_is_not_a_command_is_invalid() {
+async fn a_component_that_neither_runs_nor_serves_is_invalid() {
     let runtime = Runtime::new().unwrap();
     // The preamble of a component (magic, version 0x0d, layer 1) and nothing else: a valid,
-    // empty component, which exports no `wasi:cli/run` to start.
+    // empty component, which exports no `wasi:cli/run` to start and no HTTP handler.
     let component = b"\0asm\x0d\0\x01\0".to_vec();
 
     let error = runtime.prepare(component).await.unwrap_err();
 
     assert!(
-        matches!(&error, PrepareError::Invalid(m) if m.contains("not a WASI command")),
+        matches!(&error, PrepareError::Invalid(m)
+            if m.contains("exports neither `wasi:cli/run` nor `wasi:http/incoming-handler`")),
         "{error:?}"
     );
 }
@@ -867,4 +868,97 @@ async fn calling_an_export_runs_it_in_a_new_instance_that_sees_the_volumes() {
         }
         other => panic!("calling a missing export: {other:?}"),
     }
+}
+
+/// A GET request with an empty body, as the node's HTTP endpoint hands one to a component.
+fn get(path: &str) -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+    http::Request::builder()
+        .uri(path)
+        .header("host", "test")
+        .body(http_body_util::Empty::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_http_component_answers_each_request_in_a_fresh_instance() {
+    use http_body_util::BodyExt as _;
+    let runtime = Runtime::new().unwrap();
+    let behaviours = prepare(&runtime, "http-behaviours").await;
+    assert!(behaviours.serves_http());
+    assert!(!prepare(&runtime, "hello-p2").await.serves_http());
+    let timeout = Duration::from_secs(1);
+    let log = Log::new();
+
+    let response = runtime
+        .handle_request(
+            &behaviours,
+            spec("web", &[], &log),
+            timeout,
+            get("/echo?x=1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "GET /echo?x=1\n");
+
+    // What a handler prints goes to the container's log.
+    let logged = runtime
+        .handle_request(
+            &behaviours,
+            spec("web", &[], &log),
+            timeout,
+            get("/log/hello-log"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logged.status(), 200);
+    assert!(log.contents().contains("hello-log"), "{}", log.contents());
+
+    // Each failure ends its own request with the status a client gets.
+    let failure = |path: &'static str| {
+        let runtime = runtime.clone();
+        let behaviours = behaviours.clone();
+        let log = &log;
+        let spec = spec("web", &[], log);
+        async move {
+            runtime
+                .handle_request(&behaviours, spec, timeout, get(path))
+                .await
+                .expect_err(path)
+        }
+    };
+    let trapped = failure("/trap").await;
+    assert_eq!(trapped.status(), 500, "{trapped}");
+    assert!(trapped.to_string().contains("wasm trap"), "{trapped}");
+    let silent = failure("/no-response").await;
+    assert_eq!(silent.status(), 502, "{silent}");
+    let started = std::time::Instant::now();
+    let hung = failure("/hang").await;
+    assert_eq!(hung.status(), 504, "{hung}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the runaway handler was stopped"
+    );
+    let limited = RunSpec {
+        memory_limit_bytes: Some(8 << 20),
+        ..spec("web", &[], &log)
+    };
+    let greedy = runtime
+        .handle_request(&behaviours, limited, timeout, get("/memory/32"))
+        .await
+        .expect_err("over the memory limit");
+    assert_eq!(greedy.status(), 500, "{greedy}");
+    assert!(greedy.to_string().contains("memory limit"), "{greedy}");
+
+    // A command cannot serve.
+    let hello = prepare(&runtime, "hello-p2").await;
+    let refused = runtime
+        .handle_request(&hello, spec("web", &[], &log), timeout, get("/"))
+        .await
+        .expect_err("a command does not serve");
+    assert!(
+        refused.to_string().contains("incoming-handler"),
+        "{refused}"
+    );
 }
