@@ -393,11 +393,14 @@ impl Shared {
         }
     }
 
-    async fn event(&self, kind: EventType, reason: &str, message: String) {
-        self.context
-            .recorder
-            .record(&*self.pod, kind, reason, message)
-            .await;
+    /// Records an event without waiting for its write: events are for people, and a pod's
+    /// start (a Function's cold start among them) should not wait on them, as the kubelet's
+    /// recorder does not.
+    fn event(&self, kind: EventType, reason: &str, message: String) {
+        let recorder = self.context.recorder.clone();
+        let pod = self.pod.clone();
+        let reason = reason.to_string();
+        tokio::spawn(async move { recorder.record(&*pod, kind, &reason, message).await });
     }
 }
 
@@ -429,8 +432,7 @@ impl Shared {
             state.failure = Some(("DeadlineExceeded", message.into()));
         }
         self.changed.notify_one();
-        self.event(EventType::Warning, "DeadlineExceeded", message.into())
-            .await;
+        self.event(EventType::Warning, "DeadlineExceeded", message.into());
     }
 }
 
@@ -607,9 +609,7 @@ async fn mount_volumes(shared: &Shared) -> PodVolumes {
             Err(message) => {
                 tracing::warn!(pod = %shared.pod.name_any(), %message, "could not set up volumes");
                 shared.update_all(|c| c.state = waiting("ContainerCreating", message.clone()));
-                shared
-                    .event(EventType::Warning, "FailedMount", message.clone())
-                    .await;
+                shared.event(EventType::Warning, "FailedMount", message.clone());
                 tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
             }
         }
@@ -671,7 +671,7 @@ async fn run_container(
                     shared.update(index, |c| {
                         c.state = waiting("CreateContainerError", message.clone())
                     });
-                    shared.event(EventType::Warning, "Failed", message).await;
+                    shared.event(EventType::Warning, "Failed", message);
                     tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
                     continue;
                 }
@@ -718,13 +718,11 @@ async fn run_container(
             c.started = !probes.gates_start();
             c.probed_ready = probes.gates_readiness().then_some(false);
         });
-        shared
-            .event(
-                EventType::Normal,
-                "Started",
-                format!("Started container {}", container.name),
-            )
-            .await;
+        shared.event(
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", container.name),
+        );
         let began = Instant::now();
         let ended = tokio::select! {
             outcome = &mut run => Ended::Exited(outcome),
@@ -756,16 +754,14 @@ async fn run_container(
             } else {
                 "liveness"
             };
-            shared
-                .event(
-                    EventType::Normal,
-                    "Killing",
-                    format!(
-                        "Container {} failed {probe} probe, will be restarted",
-                        container.name
-                    ),
-                )
-                .await;
+            shared.event(
+                EventType::Normal,
+                "Killing",
+                format!(
+                    "Container {} failed {probe} probe, will be restarted",
+                    container.name
+                ),
+            );
         }
         tracing::info!(pod = %pod_name, container = %container.name, exit_code = code, reason, "container exited");
         let restart = match policy.as_str() {
@@ -804,13 +800,11 @@ async fn run_container(
             c.restart_count += 1;
             c.state = waiting("CrashLoopBackOff", back_off.clone());
         });
-        shared
-            .event(
-                EventType::Warning,
-                "BackOff",
-                format!("Back-off restarting failed container {}", container.name),
-            )
-            .await;
+        shared.event(
+            EventType::Warning,
+            "BackOff",
+            format!("Back-off restarting failed container {}", container.name),
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.terminating() => return false,
@@ -839,13 +833,11 @@ async fn stop_gracefully(
     let name = &launch.container.name;
     let graceful = async {
         if let Err(message) = launch.call(export).await {
-            shared
-                .event(
-                    EventType::Warning,
-                    "FailedPreStopHook",
-                    format!("PreStopHook failed for container {name}: {message}"),
-                )
-                .await;
+            shared.event(
+                EventType::Warning,
+                "FailedPreStopHook",
+                format!("PreStopHook failed for container {name}: {message}"),
+            );
         }
         run.await
     };
@@ -1049,28 +1041,24 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
             Ok(module) => {
                 let digest = module.digest().to_string();
                 shared.update(index, |c| c.image_id = digest.clone());
-                shared
-                    .event(
-                        EventType::Normal,
-                        "Pulled",
-                        format!(
-                            "Loaded module {image:?} ({digest}) in {:?}",
-                            began.elapsed()
-                        ),
-                    )
-                    .await;
+                shared.event(
+                    EventType::Normal,
+                    "Pulled",
+                    format!(
+                        "Loaded module {image:?} ({digest}) in {:?}",
+                        began.elapsed()
+                    ),
+                );
                 return module;
             }
             Err((reason, message)) => {
                 tracing::warn!(pod = %shared.pod.name_any(), %image, %message, "image pull failed");
                 shared.update(index, |c| c.state = waiting(reason, message.clone()));
-                shared
-                    .event(
-                        EventType::Warning,
-                        "Failed",
-                        format!("Failed to pull image {image:?}: {message}"),
-                    )
-                    .await;
+                shared.event(
+                    EventType::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {message}"),
+                );
                 let delay = backoff.after_run(Duration::ZERO);
                 tokio::time::sleep(Duration::from_secs(1).min(delay)).await;
                 // The kubelet keeps ErrImageNeverPull: there is no pull to back off from.
@@ -1120,9 +1108,7 @@ async fn configure(
                 shared.update(index, |c| {
                     c.state = waiting("CreateContainerConfigError", message.clone())
                 });
-                shared
-                    .event(EventType::Warning, "Failed", format!("Error: {message}"))
-                    .await;
+                shared.event(EventType::Warning, "Failed", format!("Error: {message}"));
                 tokio::time::sleep(backoff.after_run(Duration::ZERO)).await;
             }
         }

@@ -232,11 +232,9 @@ where
 }
 
 async fn unhealthy(shared: &Shared, probe: &Probe, message: &str) {
-    shared
-        .event(
-            EventType::Warning,
-            "Unhealthy",
-            format!("{} probe failed: {message}", probe.kind.name()),
-        )
-        .await;
+    shared.event(
+        EventType::Warning,
+        "Unhealthy",
+        format!("{} probe failed: {message}", probe.kind.name()),
+    );
 }
