@@ -152,6 +152,23 @@ impl Cluster {
     }
 
     /// The process id of `flotilla up`, while it runs.
+    /// What the cluster's processes have logged so far (`flotilla up` runs with
+    /// `RUST_LOG=info`), across restarts.
+    pub fn log(&self) -> String {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+            .collect()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(std::process::Child::id)
     }

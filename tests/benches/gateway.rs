@@ -4,7 +4,10 @@
 //!    Function through the gateway, each loaded by `wrk` at 1, 64 and 256 connections:
 //!    requests/s and latency p50/p99.
 //! 2. Cold starts: a Function scaled to zero, asked once; the client's time to the full
-//!    answer (loopback, so server time), p50/p99 over repeated scale-to-zero cycles.
+//!    answer (loopback, so server time), p50/p99 over repeated scale-to-zero cycles — with
+//!    the gateway's stand-ins, and with `--no-stand-ins` (the request waits for the pod).
+//!
+//! `GATEWAY_BENCH=cold` runs only the cold starts.
 //!
 //! Needs `wrk` (Debian package) and `wasmtime` 48 (`cargo install wasmtime-cli@48.0.8
 //! --locked`) on PATH, or in `$WRK` / `$WASMTIME`. Prints markdown tables.
@@ -21,6 +24,8 @@ use std::time::{Duration, Instant};
 const CONNECTIONS: [usize; 3] = [1, 64, 256];
 const LOAD_SECONDS: u64 = 8;
 const COLD_STARTS: usize = 20;
+/// About how long a scale-to-zero cycle leaves the machine idle before the next cold start.
+const IDLE_PAUSE: Duration = Duration::from_millis(500);
 
 fn tool(variable: &str, name: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| name.to_string())
@@ -134,6 +139,9 @@ fn main() {
         "build the samples first: wasm-samples/build.sh"
     );
 
+    if std::env::var("GATEWAY_BENCH").as_deref() == Ok("cold") {
+        return print_cold_starts();
+    }
     println!(
         "## Throughput and latency: hello-http, wrk {LOAD_SECONDS} s per row, {} cores\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -177,10 +185,80 @@ fn main() {
         );
     }
 
-    // Cold starts: scale to zero (300 ms after the last request), then one request.
+    drop(cluster);
+    print_cold_starts();
+}
+
+/// Cold starts: scale to zero (300 ms after the last request), then one request; with
+/// stand-ins (the default), and with the request waiting for the pod to start.
+fn print_cold_starts() {
+    println!("\n## Cold start (scale from zero), {COLD_STARTS} requests each\n");
+    println!(
+        "Client: time to the whole answer on a new loopback connection. Server: the gateway's \
+         own time (its `Server-Timing` header).\n"
+    );
+    println!(
+        "| first request answered by | client p50 | client p99 | server p50 | server p99 | server min |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let row = |label: &str, samples: &mut Vec<Sample>| {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        samples.sort_by_key(|s| s.client);
+        let client: Vec<Duration> = samples.iter().map(|s| s.client).collect();
+        let mut server: Vec<Duration> = samples.iter().map(|s| s.server).collect();
+        server.sort();
+        println!(
+            "| {label} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            ms(percentile(&client, 0.5)),
+            ms(percentile(&client, 0.99)),
+            ms(percentile(&server, 0.5)),
+            ms(percentile(&server, 0.99)),
+            ms(server[0]),
+        );
+    };
+    let (mut cold, mut warm) = cold_starts(&[]);
+    row("a stand-in (default)", &mut cold);
+    let (mut cold, _) = cold_starts(&["--no-stand-ins"]);
+    row("the new pod (`--no-stand-ins`)", &mut cold);
+    row(
+        "a running instance, after the same idle pause (the floor)",
+        &mut warm,
+    );
+}
+
+/// One request's times: the client's, and the gateway's own.
+struct Sample {
+    client: Duration,
+    server: Duration,
+}
+
+/// Asks `path` on a new connection and times it.
+fn timed_request(gateway: &str, path: &str) -> Sample {
+    let started = Instant::now();
+    let response = request(gateway, "GET", path, &[], "").expect("request");
+    let client = started.elapsed();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let server = response
+        .header("server-timing")
+        .iter()
+        .find_map(|value| value.strip_prefix("gateway;dur="))
+        .and_then(|ms| ms.parse::<f64>().ok())
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .expect("the gateway's Server-Timing header");
+    Sample { client, server }
+}
+
+/// Answers from a Function scaled to zero, and then from one that runs, asked after a
+/// similar pause.
+fn cold_starts(up_args: &[&str]) -> (Vec<Sample>, Vec<Sample>) {
+    let mut args = vec!["--scale-down-delay", "300ms"];
+    args.extend_from_slice(up_args);
+    let cluster = Cluster::start_with(1, &args).expect("cluster");
     apply(&cluster, &function("cold", 0));
     let gateway = cluster.gateway.trim_start_matches("http://").to_string();
-    let mut samples = Vec::new();
+    // The first request after deploying also compiles the component: not a cold start.
+    timed_request(&gateway, "/function/cold/");
+    let mut cold = Vec::new();
     for _ in 0..COLD_STARTS {
         wait_until(
             Duration::from_secs(30),
@@ -188,19 +266,22 @@ fn main() {
             || Ok(pods(&cluster, "cold") == 0),
         )
         .expect("scaled to zero");
-        let started = Instant::now();
-        let response = request(&gateway, "GET", "/function/cold/", &[], "").expect("cold request");
-        samples.push(started.elapsed());
-        assert_eq!(response.status, 200, "{}", response.body);
+        cold.push(timed_request(&gateway, "/function/cold/"));
     }
-    samples.sort();
-    println!("\n## Cold start (scale from zero), {COLD_STARTS} requests\n");
-    println!("| p50 | p99 | min |");
-    println!("|---:|---:|---:|");
-    println!(
-        "| {:.2} ms | {:.2} ms | {:.2} ms |",
-        percentile(&samples, 0.5).as_secs_f64() * 1000.0,
-        percentile(&samples, 0.99).as_secs_f64() * 1000.0,
-        samples[0].as_secs_f64() * 1000.0
-    );
+    apply(&cluster, &function("cold", 1));
+    cluster
+        .wait_for_field(
+            "function/cold",
+            ".status.readyInstances",
+            "1",
+            Duration::from_secs(30),
+        )
+        .expect("a running instance");
+    let warm = (0..COLD_STARTS)
+        .map(|_| {
+            std::thread::sleep(IDLE_PAUSE);
+            timed_request(&gateway, "/function/cold/")
+        })
+        .collect();
+    (cold, warm)
 }

@@ -45,14 +45,21 @@ fn a_function_scales_from_zero_answers_and_goes_back_to_zero() -> anyhow::Result
         "nothing runs before the first request"
     );
 
-    // The first request is held until an instance is ready, then answered.
+    // The first request is answered at once (by a stand-in) and starts an instance.
     let cold = cluster.gateway_request("GET", "/function/hello/greet?name=x", &[], "")?;
     assert_eq!(cold.status, 200, "{}", cold.body);
     assert_eq!(
         cold.body,
         "Hello from flotilla! You asked for /greet?name=x\n"
     );
-    assert_eq!(pods_of(&cluster, "hello"), 1);
+    let timing = cold.header("server-timing");
+    assert!(
+        timing.iter().any(|t| t.starts_with("gateway;dur=")),
+        "the gateway says its time: {timing:?}"
+    );
+    wait_until(SETTLE, "the function's first instance", || {
+        Ok(pods_of(&cluster, "hello") == 1)
+    })?;
     cluster.wait_for_field("function/hello", ".status.readyInstances", "1", SETTLE)?;
     let warm = cluster.gateway_request("GET", "/function/hello", &[], "")?;
     assert_eq!(warm.body, "Hello from flotilla! You asked for /\n");
@@ -107,6 +114,42 @@ fn a_function_scales_from_zero_answers_and_goes_back_to_zero() -> anyhow::Result
         String::from_utf8_lossy(&shop.stdout),
         format!("{}/function/cart.shop", cluster.gateway)
     );
+    Ok(())
+}
+
+#[test]
+fn a_cold_request_is_answered_by_a_stand_in_or_waits_for_the_pod() -> anyhow::Result<()> {
+    // With stand-ins (the default) a node answers the first request before the pod runs, so
+    // what the handler prints goes to the cluster's log, not the pod's.
+    let cluster = Cluster::start(1)?;
+    checked_apply(&cluster, &function("said", "http-behaviours", ""))?;
+    let answer =
+        cluster.gateway_request("GET", "/function/said/log/said-by-a-stand-in", &[], "")?;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "logged\n"));
+    wait_until(SETTLE, "the stand-in's output in the cluster log", || {
+        Ok(cluster
+            .log()
+            .lines()
+            .any(|l| l.contains("stand_in") && l.contains("said-by-a-stand-in")))
+    })?;
+    wait_until(SETTLE, "the function's pod", || {
+        Ok(pods_of(&cluster, "said") == 1)
+    })?;
+    drop(cluster);
+
+    // Without them the request waits for the pod, which then has served it.
+    let cluster = Cluster::start_with(1, &["--no-stand-ins"])?;
+    checked_apply(&cluster, &function("waited", "http-behaviours", ""))?;
+    let answer = cluster.gateway_request("GET", "/function/waited/log/said-by-the-pod", &[], "")?;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "logged\n"));
+    assert_eq!(
+        pods_of(&cluster, "waited"),
+        1,
+        "the pod ran before the answer"
+    );
+    let logs = cluster.kubectl_ok(&["logs", "-l", "flotilla.dev/function=waited"])?;
+    assert!(logs.contains("said-by-the-pod"), "{logs}");
+    assert!(!cluster.log().contains("said-by-the-pod"));
     Ok(())
 }
 

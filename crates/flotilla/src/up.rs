@@ -59,6 +59,10 @@ pub struct GatewayArgs {
     /// The longest a request waits for a Function instance to start (cold start).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     cold_start_timeout: Duration,
+    /// Make the first requests of a Function scaled to zero wait for its pod to start,
+    /// instead of answering them at once with stand-in instances on this process's node.
+    #[arg(long)]
+    no_stand_ins: bool,
 }
 
 impl GatewayArgs {
@@ -67,6 +71,7 @@ impl GatewayArgs {
         config.max_body_bytes = usize::try_from(self.max_request_body).unwrap_or(usize::MAX);
         config.scale_down_delay = self.scale_down_delay;
         config.cold_start_timeout = self.cold_start_timeout;
+        config.stand_ins = !self.no_stand_ins;
         config
     }
 }

@@ -67,10 +67,15 @@ pub struct GatewayConfig {
     pub autoscale_interval: Duration,
     /// The longest a request waits for a Function instance to become ready (cold start).
     pub cold_start_timeout: Duration,
+    /// Whether a request for a Function scaled to zero is answered at once by a stand-in on
+    /// a local node while the Function's pod starts (see `flotilla_node::serving`), rather
+    /// than held until the pod serves.
+    pub stand_ins: bool,
 }
 
 impl GatewayConfig {
-    /// Defaults: 10 MiB bodies, 30 s scale-down delay, 60 s cold-start limit, no local nodes.
+    /// Defaults: 10 MiB bodies, 30 s scale-down delay, 60 s cold-start limit, stand-ins, no
+    /// local nodes.
     pub fn new(public_url: impl Into<String>) -> Self {
         GatewayConfig {
             public_url: public_url.into().trim_end_matches('/').to_string(),
@@ -79,6 +84,7 @@ impl GatewayConfig {
             scale_down_delay: Duration::from_secs(30),
             autoscale_interval: Duration::from_millis(200),
             cold_start_timeout: Duration::from_secs(60),
+            stand_ins: true,
         }
     }
 }

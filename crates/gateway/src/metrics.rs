@@ -120,14 +120,7 @@ fn target(kind: Kind, namespace: &str, name: &str) -> Labels {
 impl Metrics {
     /// Counts one answered request, and logs it on the `flotilla_gateway::access` target at
     /// debug level (`RUST_LOG=flotilla_gateway::access=debug` shows every request).
-    pub(crate) fn observe(
-        &self,
-        kind: Kind,
-        namespace: &str,
-        name: &str,
-        status: StatusCode,
-        took: Duration,
-    ) {
+    fn observe(&self, kind: Kind, namespace: &str, name: &str, status: StatusCode, took: Duration) {
         tracing::debug!(
             target: "flotilla_gateway::access",
             kind = kind.label(),
@@ -147,6 +140,24 @@ impl Metrics {
         self.latency
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// Records a request (as [`Metrics::observe`] does) and tells the client the gateway's
+    /// time in a `Server-Timing` header (`gateway;dur=MILLISECONDS`), which browsers'
+    /// developer tools show and benchmarks read; a handler's own entries are kept.
+    pub(crate) fn finish(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        response: &mut axum::response::Response,
+        took: Duration,
+    ) {
+        self.observe(kind, namespace, name, response.status(), took);
+        let timing = format!("gateway;dur={:.3}", took.as_secs_f64() * 1000.0);
+        if let Ok(value) = http::HeaderValue::from_str(&timing) {
+            response.headers_mut().append("server-timing", value);
+        }
     }
 
     pub(crate) fn cold_start(&self, namespace: &str, name: &str) {

@@ -119,7 +119,7 @@ async fn serve_service(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let response = match services::backends(&gateway.cache, namespace, name, &port) {
+    let mut response = match services::backends(&gateway.cache, namespace, name, &port) {
         Ok(backends) => match read_body(gateway, request).await {
             Ok((parts, body)) => {
                 let what = format!("Service {name} in namespace {namespace}");
@@ -129,11 +129,11 @@ async fn serve_service(
         },
         Err(refusal) => refusal.into_response(),
     };
-    gateway.metrics.observe(
+    gateway.metrics.finish(
         metrics::Kind::Service,
         namespace,
         name,
-        response.status(),
+        &mut response,
         started.elapsed(),
     );
     response

@@ -69,6 +69,18 @@ impl Upstreams {
         }
     }
 
+    /// Has a node in this process answer `request` with a stand-in for `pod`, which is about
+    /// to be created (see `HttpPods::serve_stand_in`); `None` without such a node.
+    pub(crate) async fn stand_in(
+        &self,
+        template: &str,
+        pod: impl Fn() -> k8s_openapi::api::core::v1::Pod,
+        request: http::Request<Full<Bytes>>,
+    ) -> Option<Result<Response, flotilla_node::serving::ServeError>> {
+        let (_, node) = self.local.iter().min_by_key(|(name, _)| name.as_str())?;
+        Some(node.serve_stand_in(template, pod, request).await)
+    }
+
     /// Sends `request` (its URI is the path the handler sees) to `backend`.
     pub(crate) async fn send(
         &self,

@@ -33,6 +33,7 @@ pub use pod::BackoffPolicy;
 pub use registration::Resources;
 pub mod runtime;
 pub mod serving;
+mod stand_in;
 mod volumes;
 
 use anyhow::{Context, Result};
@@ -191,6 +192,9 @@ impl NodeAgent {
             gateway: config.gateway.clone(),
             services,
         };
+        config
+            .http_pods
+            .enable_stand_ins(stand_in::StandIns::new(&context));
         let identity = registration::Identity {
             name: config.name.clone(),
             log_address,

@@ -7,7 +7,7 @@
 //! a whole once that much time has passed since its start, and marked `Failed` with reason
 //! `DeadlineExceeded`, as the kubelet does.
 
-mod env;
+pub(crate) mod env;
 mod probes;
 
 use crate::images::Resolver;
@@ -640,19 +640,8 @@ async fn run_container(
         policy => policy,
     }
     .to_string();
-    let memory_limit = container
-        .resources
-        .as_ref()
-        .and_then(|r| r.limits.as_ref())
-        .and_then(|l| l.get("memory"))
-        .and_then(|q| crate::quantity::bytes(&q.0));
-    let cpu_limit = container
-        .resources
-        .as_ref()
-        .and_then(|r| r.limits.as_ref())
-        .and_then(|l| l.get("cpu"))
-        .and_then(|q| crate::quantity::millicores(&q.0));
-    let outbound = Arc::new(outbound_policy(&shared.pod, &shared.context));
+    let (memory_limit, cpu_limit) = limits(&container);
+    let outbound = Arc::new(outbound_policy(&shared.pod, shared.context.gateway.clone()));
     let mut backoff = Backoff::new(shared.context.backoff);
     let pod_name = shared.pod.name_any();
     let namespace = shared.pod.namespace().unwrap_or_default();
@@ -871,9 +860,21 @@ struct Launch<'a> {
     http_pods: &'a crate::serving::HttpPods,
 }
 
-/// Where the pod's guests may send HTTP requests: Services through the node's gateway, and
+/// The container's memory limit in bytes and CPU limit in millicores, where it sets them.
+pub(crate) fn limits(container: &Container) -> (Option<u64>, Option<u64>) {
+    let limit = |name: &str| {
+        let limits = container.resources.as_ref()?.limits.as_ref()?;
+        limits.get(name).map(|quantity| quantity.0.clone())
+    };
+    (
+        limit("memory").and_then(|q| crate::quantity::bytes(&q)),
+        limit("cpu").and_then(|q| crate::quantity::millicores(&q)),
+    )
+}
+
+/// Where the pod's guests may send HTTP requests: Services through the node's `gateway`, and
 /// the hosts its annotation allows.
-fn outbound_policy(pod: &Pod, context: &PodContext) -> OutboundPolicy {
+pub(crate) fn outbound_policy(pod: &Pod, gateway: Option<String>) -> OutboundPolicy {
     let allowed = pod
         .metadata
         .annotations
@@ -882,7 +883,7 @@ fn outbound_policy(pod: &Pod, context: &PodContext) -> OutboundPolicy {
         .map(|value| OutboundPolicy::parse_allowed_hosts(value))
         .unwrap_or_default();
     OutboundPolicy {
-        gateway: context.gateway.clone(),
+        gateway,
         namespace: pod.namespace().unwrap_or_default(),
         allowed_hosts: allowed,
     }
@@ -988,7 +989,7 @@ impl Drop for LiveLog {
 
 /// argv: `command` (which replaces argv[0] onwards, as it replaces an image's entrypoint) or the
 /// container name, followed by `args`.
-fn arguments(container: &Container) -> Vec<String> {
+pub(crate) fn arguments(container: &Container) -> Vec<String> {
     let mut argv: Vec<String> = container
         .command
         .clone()
@@ -1007,6 +1008,15 @@ fn must_serve_http(pod: &Pod) -> bool {
         .is_some_and(|value| value == "http")
 }
 
+/// Why a module that must serve HTTP cannot.
+pub(crate) fn cannot_serve_http(image: &str) -> String {
+    format!(
+        "module {image:?} cannot serve HTTP: it does not export wasi:http/incoming-handler \
+         (build it for the wasi:http/proxy world, e.g. with the wasip2 crate's \
+         http::proxy::export!)"
+    )
+}
+
 /// Loads and compiles the container's module, retrying with back-off until it works.
 async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedModule {
     let image = container.image.clone().unwrap_or_default();
@@ -1023,14 +1033,7 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
                 .map_err(|e| ("ErrImagePull", format!("module {image:?} cannot run: {e}")))
                 .and_then(|module| {
                     if must_serve_http(&shared.pod) && !module.serves_http() {
-                        Err((
-                            "ErrImagePull",
-                            format!(
-                                "module {image:?} cannot serve HTTP: it does not export \
-                                 wasi:http/incoming-handler (build it for the wasi:http/proxy \
-                                 world, e.g. with the wasip2 crate's http::proxy::export!)"
-                            ),
-                        ))
+                        Err(("ErrImagePull", cannot_serve_http(&image)))
                     } else {
                         Ok(module)
                     }

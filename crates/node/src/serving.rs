@@ -32,7 +32,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// The header that picks which of a pod's HTTP containers serves a request, by container port.
 pub const TARGET_PORT_HEADER: &str = "flotilla-target-port";
 /// The header on a node's own error answers (not the handler's), saying what went wrong:
-/// `no-such-pod`, `handler-failed`, `no-response` or `timeout`.
+/// `no-such-pod`, `handler-failed`, `no-response`, `timeout` or `cannot-start`.
 pub const ERROR_HEADER: &str = "flotilla-error";
 /// The pod annotation with the time, in seconds, a request may take (a Function's
 /// `timeoutSeconds`); [`DEFAULT_REQUEST_TIMEOUT`] without it.
@@ -53,6 +53,8 @@ pub struct HttpPods {
     servers: Arc<RwLock<ServerTable>>,
     /// Bumped whenever a server comes or goes, for whoever waits for a pod to serve.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set once the node runs: what answers for pods that do not run yet.
+    stand_ins: Arc<std::sync::OnceLock<Arc<crate::stand_in::StandIns>>>,
 }
 
 impl std::fmt::Debug for HttpPods {
@@ -85,6 +87,10 @@ pub enum ServeError {
     /// The handler failed, gave no valid response or took too long.
     #[error(transparent)]
     Handler(#[from] HttpFailure),
+    /// A stand-in could not be started: its module cannot be fetched, does not load or does
+    /// not serve HTTP, or its environment names what does not exist.
+    #[error("{0}")]
+    CannotStart(String),
 }
 
 impl ServeError {
@@ -93,6 +99,7 @@ impl ServeError {
         match self {
             ServeError::NoSuchPod(_) => http::StatusCode::NOT_FOUND,
             ServeError::Handler(failure) => failure.status(),
+            ServeError::CannotStart(_) => http::StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -103,6 +110,7 @@ impl ServeError {
             ServeError::Handler(HttpFailure::Timeout(_)) => "timeout",
             ServeError::Handler(HttpFailure::NoResponse(_)) => "no-response",
             ServeError::Handler(_) => "handler-failed",
+            ServeError::CannotStart(_) => "cannot-start",
         }
     }
 }
@@ -200,21 +208,69 @@ impl HttpPods {
                 "could not open the container log: {e}"
             )))
         })?;
-        let started = std::time::Instant::now();
-        let response = server
-            .runtime
-            .handle_request(&server.module, spec, server.timeout, request)
-            .await?;
-        let (parts, body) = response.into_parts();
-        let body = settle(body).await.map_err(|failure| {
-            if started.elapsed() >= server.timeout {
-                HttpFailure::Timeout(server.timeout)
-            } else {
-                failure
-            }
-        })?;
-        Ok(Response::from_parts(parts, body))
+        answer(
+            &server.runtime,
+            &server.module,
+            spec,
+            server.timeout,
+            request,
+        )
+        .await
     }
+
+    /// Lets this node answer requests with stand-ins ([`stand_in`](crate::stand_in)).
+    pub(crate) fn enable_stand_ins(&self, stand_ins: crate::stand_in::StandIns) {
+        let _ = self.stand_ins.set(Arc::new(stand_ins));
+    }
+
+    /// Handles `request` with a stand-in for `pod`, a pod about to be created that is not
+    /// running yet: a fresh instance of its HTTP component in the sandbox the pod will have.
+    /// `template` names the pod's template (a Function's revision, say): what a stand-in
+    /// needs is prepared once per template, and `pod` is only called to make the pod when
+    /// it is (again). [`ServeError::NoSuchPod`] when this node has no
+    /// stand-ins (it has not started yet) or cannot stand in for such a pod.
+    pub async fn serve_stand_in<B>(
+        &self,
+        template: &str,
+        pod: impl Fn() -> k8s_openapi::api::core::v1::Pod,
+        request: http::Request<B>,
+    ) -> Result<Response, ServeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let stand_ins = self.stand_ins.get().ok_or_else(|| {
+            ServeError::NoSuchPod("this node takes no stand-in requests (yet)".into())
+        })?;
+        stand_ins.serve(template, pod, request).await
+    }
+}
+
+/// Handles one request in a new instance of `module` and settles the start of its response.
+pub(crate) async fn answer<B>(
+    runtime: &Runtime,
+    module: &PreparedModule,
+    spec: RunSpec,
+    timeout: Duration,
+    request: http::Request<B>,
+) -> Result<Response, ServeError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let started = std::time::Instant::now();
+    let response = runtime
+        .handle_request(module, spec, timeout, request)
+        .await?;
+    let (parts, body) = response.into_parts();
+    let body = settle(body).await.map_err(|failure| {
+        if started.elapsed() >= timeout {
+            HttpFailure::Timeout(timeout)
+        } else {
+            failure
+        }
+    })?;
+    Ok(Response::from_parts(parts, body))
 }
 
 /// Response bodies up to this size are read whole before the response head goes out.

@@ -175,7 +175,7 @@ impl Functions {
 }
 
 /// A hash of everything in the spec that goes into a pod: a change makes new pods.
-fn revision_of(function: &Function) -> String {
+pub(crate) fn revision_of(function: &Function) -> String {
     let spec = &function.spec;
     let text = serde_json::to_string(&json!([
         spec.image,
@@ -191,7 +191,7 @@ fn revision_of(function: &Function) -> String {
     format!("{:010x}", hasher.finish() & 0xff_ffff_ffff)
 }
 
-fn pod_for(function: &Function, revision: &str) -> Pod {
+pub(crate) fn pod_for(function: &Function, revision: &str) -> Pod {
     let name = function.name_any();
     let spec = &function.spec;
     let mut annotations = BTreeMap::from([

@@ -1,8 +1,10 @@
 //! Serverless Functions: the controller that runs their instances as pods
 //! ([`controller`]), the autoscaler that decides how many ([`autoscaler`]), and the request
 //! path with its activator ([`serve`]): a request for a Function with no ready instance is
-//! held until one is ready — for a Function scaled to zero, until one has started — and then
-//! answered.
+//! held until one is ready and then answered — except that for a Function scaled to zero,
+//! a node in this process answers it at once with a *stand-in* instance of the pod being
+//! started (see `flotilla_node::serving::HttpPods::serve_stand_in`), which is what keeps a
+//! cold start within a millisecond.
 
 mod autoscaler;
 mod controller;
@@ -18,6 +20,7 @@ use flotilla_controllers::expectations::Expectations;
 use flotilla_controllers::informer::{Change, ObjectKey};
 use flotilla_controllers::queue::WorkQueue;
 use flotilla_controllers::worker::run_workers;
+use flotilla_node::serving::ServeError;
 use http::StatusCode;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -156,7 +159,7 @@ pub(crate) async fn serve(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let response = serve_inner(gateway, namespace, name, path, request).await;
+    let mut response = serve_inner(gateway, namespace, name, path, request).await;
     let key = ObjectKey::new(namespace, name);
     if gateway.cache.functions.get(Some(namespace), name).is_some()
         && gateway.functions.failures.record(&key, &response)
@@ -164,11 +167,11 @@ pub(crate) async fn serve(
         // A new kind of failure: the controller puts it in the Function's status.
         gateway.functions.queue.add(key);
     }
-    gateway.metrics.observe(
+    gateway.metrics.finish(
         Kind::Function,
         namespace,
         name,
-        response.status(),
+        &mut response,
         started.elapsed(),
     );
     response
@@ -198,19 +201,80 @@ async fn serve_inner(
     let key = ObjectKey::new(namespace, name);
     let initial = current_desired(&function);
     let (_in_flight, raised) = functions.autoscaler.arrive(&key, &function.spec, initial);
-    if raised {
-        functions.queue.add(key.clone());
-    }
     let what = format!("Function {name} in namespace {namespace}");
-    let mut backends = functions.ready_backends(gateway, namespace, name);
-    if backends.is_empty() {
-        gateway.metrics.cold_start(namespace, name);
-        match activate(gateway, &function, namespace, name).await {
-            Ok(ready) => backends = ready,
-            Err(refusal) => return refusal.into_response(),
+    let backends = functions.ready_backends(gateway, namespace, name);
+    if !backends.is_empty() {
+        if raised {
+            functions.queue.add(key);
         }
+        return forward(gateway, &what, &backends, parts, body, &path).await;
     }
-    forward(gateway, &what, &backends, parts, body, &path).await
+    gateway.metrics.cold_start(namespace, name);
+    if gateway.config.stand_ins && function.spec.min_scale() == 0 {
+        let answered = stand_in(gateway, &function, &parts, body.clone(), &path).await;
+        // The instance is started once this request is answered: on a small machine,
+        // starting it alongside would slow down the answer the stand-in is there to speed up.
+        if raised {
+            functions.queue.add(key);
+        }
+        if let StandIn::Answered(response) = answered {
+            return response;
+        }
+    } else if raised {
+        functions.queue.add(key);
+    }
+    match activate(gateway, &function, namespace, name).await {
+        Ok(ready) => forward(gateway, &what, &ready, parts, body, &path).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+enum StandIn {
+    Answered(Response),
+    /// No node here takes stand-ins: the request waits for the pod.
+    Unavailable,
+}
+
+/// Answers a cold request at once with a stand-in — an instance of the pod the controller
+/// is starting, run on a node in this process before that pod exists — so that a Function
+/// scaled to zero answers its first request in an instantiation's time rather than a pod
+/// start's. The pod still starts, and takes the requests that follow.
+async fn stand_in(
+    gateway: &Gateway,
+    function: &Function,
+    parts: &http::request::Parts,
+    body: bytes::Bytes,
+    path: &str,
+) -> StandIn {
+    let (namespace, name) = (
+        function.namespace().unwrap_or_default(),
+        function.name_any(),
+    );
+    let revision = controller::revision_of(function);
+    let pod = || controller::pod_for(function, &revision);
+    let uri: http::Uri = match path.parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            return StandIn::Answered(error(
+                StatusCode::BAD_REQUEST,
+                format!("bad path {path:?}: {e}"),
+            ));
+        }
+    };
+    let mut request = http::Request::new(http_body_util::Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = parts.headers.clone();
+    let template = format!("{namespace}/{name}/{revision}");
+    match gateway.upstreams.stand_in(&template, pod, request).await {
+        None | Some(Err(ServeError::NoSuchPod(_))) => StandIn::Unavailable,
+        Some(Ok(response)) => StandIn::Answered(response),
+        Some(Err(ServeError::CannotStart(why))) => StandIn::Answered(error(
+            StatusCode::BAD_GATEWAY,
+            format!("Function {name} in namespace {namespace} cannot start an instance: {why}"),
+        )),
+        Some(Err(failure)) => StandIn::Answered(failure.into_response()),
+    }
 }
 
 /// What the Function's status last said it wanted, or its minimum.
