@@ -1,7 +1,7 @@
 //! Probes with Kubernetes' semantics, where `exec.command[0]` names a function the module
-//! exports: readiness drives the Ready condition both ways, a failing liveness probe gets the
-//! container killed and restarted, and a startup probe holds the container not-started until
-//! it passes (or gets it killed).
+//! exports and `httpGet` asks an HTTP component: readiness drives the Ready condition both
+//! ways, a failing liveness probe gets the container killed and restarted, and a startup
+//! probe holds the container not-started until it passes (or gets it killed).
 
 use crate::SETTLE;
 use crate::pods::checked_apply;
@@ -146,19 +146,92 @@ fn a_startup_probe_holds_the_container_unstarted_and_kills_it_when_it_never_pass
 }
 
 #[test]
-fn probes_other_than_exec_are_refused_with_what_works() -> anyhow::Result<()> {
+fn probes_other_than_exec_and_http_get_are_refused_with_what_works() -> anyhow::Result<()> {
     let cluster = Cluster::start(0)?;
-    let out = cluster.kubectl_with_input(
-        &["apply", "-f", "-"],
-        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: hello, livenessProbe: {httpGet: {path: /, port: 80}}}]}\n"),
-    );
-    assert!(!out.status.success());
-    let message = String::from_utf8_lossy(&out.stderr);
+    let refused = |probe: &str| {
+        let out = cluster.kubectl_with_input(
+            &["apply", "-f", "-"],
+            Some(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: c, image: hello, livenessProbe: {probe}}}]}}\n")),
+        );
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let message = refused("{tcpSocket: {port: 80}}");
     assert!(
         message.contains(
-            "spec.containers[0].livenessProbe.httpGet: Forbidden: flotilla runs exec probes only"
+            "spec.containers[0].livenessProbe.tcpSocket: Forbidden: flotilla runs exec and httpGet probes"
         ),
         "{message}"
+    );
+    let message = refused("{httpGet: {path: /}}");
+    assert!(
+        message.contains("spec.containers[0].livenessProbe.httpGet.port: Required value"),
+        "{message}"
+    );
+    Ok(())
+}
+
+#[test]
+fn http_get_probes_ask_an_http_component() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(1, &["--restart-backoff", "200ms"])?;
+    let pod = |name: &str, probes: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: web\n    image: http-behaviours\n    ports: [{{name: http, containerPort: 8080}}]\n{probes}"
+        )
+    };
+    // Ready once /status/204 answers; never ready while /status/503 does.
+    checked_apply(
+        &cluster,
+        &pod(
+            "fine",
+            "    readinessProbe: {httpGet: {path: /status/204, port: http}, periodSeconds: 1}\n",
+        ),
+    )?;
+    checked_apply(
+        &cluster,
+        &pod(
+            "unready",
+            "    readinessProbe: {httpGet: {path: /status/503, port: 8080}, periodSeconds: 1, failureThreshold: 1}\n",
+        ),
+    )?;
+    // A liveness probe whose handler hangs past its timeout gets the container restarted.
+    checked_apply(
+        &cluster,
+        &pod(
+            "hung",
+            "    livenessProbe: {httpGet: {path: /hang, port: 8080}, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 1}\n",
+        ),
+    )?;
+    let ready = ".status.conditions[?(@.type==\"Ready\")].status";
+    cluster.wait_for_field("pod/fine", ready, "True", SETTLE)?;
+    wait_until(SETTLE, "the unready pod's failed probe event", || {
+        let events = cluster.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=unready",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])?;
+        Ok(events.contains("Readiness probe failed: HTTP probe failed with statuscode: 503"))
+    })?;
+    assert_eq!(cluster.field("pod/unready", ready), "False");
+    assert_eq!(cluster.field("pod/unready", ".status.phase"), "Running");
+    wait_until(SETTLE, "the hung pod to be restarted", || {
+        let restarts = cluster.field("pod/hung", ".status.containerStatuses[0].restartCount");
+        Ok(restarts.parse::<u32>().unwrap_or(0) >= 1)
+    })?;
+    let last = cluster.field(
+        "pod/hung",
+        ".status.containerStatuses[0].lastState.terminated.message",
+    );
+    assert!(
+        last.contains("Liveness probe failed 1 times in a row: timed out: HTTP GET /hang"),
+        "{last}"
+    );
+    assert_eq!(
+        cluster.field("pod/fine", ".status.containerStatuses[0].restartCount"),
+        "0"
     );
     Ok(())
 }

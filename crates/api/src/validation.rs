@@ -253,18 +253,34 @@ fn validate_container(
     }
 }
 
-/// A probe's action: only `exec` can run against a Wasm module, where `command[0]` names the
-/// export to call.
+/// A probe's action: `exec`, where `command[0]` names the export to call, or `httpGet` of an
+/// HTTP component, which needs a port.
 fn validate_probe(probe: &Value, field: &str, causes: &mut Vec<Cause>) {
-    for unsupported in ["httpGet", "tcpSocket", "grpc"] {
+    for unsupported in ["tcpSocket", "grpc"] {
         if probe.get(unsupported).is_some() {
             causes.push(forbidden(
                 format!("{field}.{unsupported}"),
-                "flotilla runs exec probes only: exec.command: [EXPORT] calls a function the \
-                 module exports (0 or nothing returned is success)",
+                "flotilla runs exec and httpGet probes: exec.command: [EXPORT] calls a \
+                 function the module exports (0 or nothing returned is success); httpGet asks \
+                 an HTTP component",
             ));
             return;
         }
+    }
+    if let Some(get) = probe.get("httpGet") {
+        let port = get.get("port");
+        let valid = match port {
+            Some(Value::Number(n)) => n.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
+            Some(Value::String(name)) => !name.is_empty(),
+            _ => false,
+        };
+        if !valid {
+            causes.push(required_because(
+                format!("{field}.httpGet.port"),
+                "a port number (1-65535) or the name of a container port",
+            ));
+        }
+        return;
     }
     let command = probe.pointer("/exec/command").and_then(Value::as_array);
     if command.is_none_or(|c| c.first().and_then(Value::as_str).is_none_or(str::is_empty)) {

@@ -715,7 +715,7 @@ async fn run_container(
         let began = Instant::now();
         let ended = tokio::select! {
             outcome = &mut run => Ended::Exited(outcome),
-            why = probes::watch(&shared, index, &probes, |export| launch.call(export)) => {
+            why = probes::watch(&shared, index, &probes, |action| launch.probe(action)) => {
                 Ended::Killed(why)
             }
             deadline = shared.terminating() => {
@@ -932,6 +932,61 @@ impl Launch<'_> {
                 timeout: crate::serving::request_timeout(self.pod),
             },
         )
+    }
+
+    /// Carries out a probe's action; the error says what failed.
+    async fn probe(&self, action: probes::Action) -> Result<(), String> {
+        match action {
+            probes::Action::Exec(export) => self.call(export).await,
+            probes::Action::HttpGet {
+                path,
+                port,
+                headers,
+            } => self.http_get(path, port, headers).await,
+        }
+    }
+
+    /// GETs `path` from the container's HTTP handler, in process, as the kubelet's httpGet
+    /// probe does over the network: 200 to 399 is success.
+    async fn http_get(
+        &self,
+        path: String,
+        port: Option<u16>,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        // The kubelet's Host is the pod's IP and the port, which is 127.0.0.1 here, unless
+        // the probe sets its own.
+        let host = format!("127.0.0.1:{}", port.unwrap_or(80));
+        let mut request = http::Request::get(path.as_str())
+            .header(http::header::USER_AGENT, "kube-probe/flotilla")
+            .header(http::header::ACCEPT, "*/*");
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request = request.header(http::header::HOST, host);
+        }
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("bad httpGet probe request for {path:?}: {e}"))?;
+        let namespace = self.pod.namespace().unwrap_or_default();
+        let pod = self.pod.name_any();
+        match self.http_pods.serve(&namespace, &pod, port, request).await {
+            Ok(response) if (200..400).contains(&response.status().as_u16()) => Ok(()),
+            Ok(response) => Err(format!(
+                "HTTP probe failed with statuscode: {}",
+                response.status().as_u16()
+            )),
+            Err(crate::serving::ServeError::NoSuchPod(_)) => Err(format!(
+                "container {} does not serve HTTP, so it cannot answer an httpGet probe (its \
+                 module must export wasi:http/incoming-handler; use an exec probe otherwise)",
+                self.container.name
+            )),
+            Err(error) => Err(format!("GET {path}: {error}")),
+        }
     }
 
     /// Calls an export for a probe; the error says what failed, with the first line the

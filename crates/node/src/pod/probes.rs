@@ -5,14 +5,19 @@
 //! after `initialDelaySeconds`, may take `timeoutSeconds`, and changes state after
 //! `successThreshold` successes or `failureThreshold` failures in a row.
 //!
-//! A probe's action is `exec`, and `exec.command[0]` names a function the module exports: it
-//! is called in a new instance with the container's environment and volumes, as `kubectl
-//! exec` starts another process in a container (see `Runtime::call`). Returning nothing or 0
-//! is success. `httpGet`, `tcpSocket` and `grpc` probes are refused by the apiserver until
-//! pods serve HTTP.
+//! A probe's action is one of:
+//! - `exec`: `exec.command[0]` names a function the module exports; it is called in a new
+//!   instance with the container's environment and volumes, as `kubectl exec` starts another
+//!   process in a container (see `Runtime::call`). Returning nothing or 0 is success.
+//! - `httpGet`: for a container whose component serves HTTP, a GET of `path` handed to it in
+//!   process (its port picks the container, as a request's target port does); a status from
+//!   200 to 399 is success, as for the kubelet.
+//!
+//! `tcpSocket` and `grpc` probes are refused by the apiserver.
 
 use super::{EventType, Shared};
 use k8s_openapi::api::core::v1::{Container, Probe as ProbeSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::future::Future;
 use std::time::Duration;
 
@@ -34,12 +39,65 @@ impl Kind {
     }
 }
 
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Action {
+    /// Call this export.
+    Exec(String),
+    /// GET this path (with its query) from the container's HTTP handler.
+    HttpGet {
+        path: String,
+        /// The container port, when the probe names one the container declares.
+        port: Option<u16>,
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl Action {
+    fn of(kind: Kind, spec: &ProbeSpec, container: &Container) -> Result<Action, String> {
+        if let Some(get) = &spec.http_get {
+            let port = match &get.port {
+                IntOrString::Int(port) => u16::try_from(*port).ok(),
+                IntOrString::String(name) => (container.ports.iter().flatten())
+                    .find(|p| p.name.as_deref() == Some(name.as_str()))
+                    .and_then(|p| u16::try_from(p.container_port).ok()),
+            };
+            let path = get.path.clone().filter(|p| !p.is_empty());
+            return Ok(Action::HttpGet {
+                path: path.unwrap_or_else(|| "/".to_string()),
+                port,
+                headers: (get.http_headers.iter().flatten())
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
+            });
+        }
+        spec.exec
+            .as_ref()
+            .and_then(|exec| exec.command.as_ref()?.first().cloned())
+            .map(Action::Exec)
+            .ok_or_else(|| {
+                format!(
+                    "{} probe: only exec (exec.command: [EXPORT]) and httpGet probes are \
+                     supported",
+                    kind.name()
+                )
+            })
+    }
+
+    /// What timed out, for the probe's failure message.
+    fn describe(&self) -> String {
+        match self {
+            Action::Exec(export) => format!("command {export:?}"),
+            Action::HttpGet { path, .. } => format!("HTTP GET {path}"),
+        }
+    }
+}
+
 /// One probe of a container, with Kubernetes' defaults filled in.
 #[derive(Debug, Clone)]
 struct Probe {
     kind: Kind,
-    /// The export to call.
-    export: String,
+    action: Action,
     initial_delay: Duration,
     period: Duration,
     timeout: Duration,
@@ -48,17 +106,8 @@ struct Probe {
 }
 
 impl Probe {
-    fn new(kind: Kind, spec: &ProbeSpec) -> Result<Probe, String> {
-        let export = spec
-            .exec
-            .as_ref()
-            .and_then(|exec| exec.command.as_ref()?.first().cloned())
-            .ok_or_else(|| {
-                format!(
-                    "{} probe: only exec probes (exec.command: [EXPORT]) are supported",
-                    kind.name()
-                )
-            })?;
+    fn new(kind: Kind, spec: &ProbeSpec, container: &Container) -> Result<Probe, String> {
+        let action = Action::of(kind, spec, container)?;
         let seconds = |value: Option<i32>, default: u64| {
             Duration::from_secs(value.and_then(|v| u64::try_from(v).ok()).unwrap_or(default))
         };
@@ -70,7 +119,7 @@ impl Probe {
         };
         Ok(Probe {
             kind,
-            export,
+            action,
             initial_delay: seconds(spec.initial_delay_seconds, 0),
             period: seconds(spec.period_seconds, 10).max(Duration::from_secs(1)),
             timeout: seconds(spec.timeout_seconds, 1).max(Duration::from_secs(1)),
@@ -90,7 +139,8 @@ pub(super) struct Probes {
 
 impl Probes {
     pub(super) fn of(container: &Container) -> Result<Probes, String> {
-        let probe = |kind, spec: &Option<ProbeSpec>| spec.as_ref().map(|s| Probe::new(kind, s));
+        let probe =
+            |kind, spec: &Option<ProbeSpec>| spec.as_ref().map(|s| Probe::new(kind, s, container));
         Ok(Probes {
             startup: probe(Kind::Startup, &container.startup_probe).transpose()?,
             liveness: probe(Kind::Liveness, &container.liveness_probe).transpose()?,
@@ -111,11 +161,11 @@ impl Probes {
 
 /// Probes one run of a container until its liveness or startup probe has failed for good,
 /// and returns why it must be killed; never returns if neither does. Readiness and the
-/// startup result are recorded in the container's status as they change. `exec` calls an
-/// export in a new instance and says whether it succeeded.
+/// startup result are recorded in the container's status as they change. `exec` carries out
+/// an [`Action`] and says whether it succeeded.
 pub(super) async fn watch<F, Fut>(shared: &Shared, index: usize, probes: &Probes, exec: F) -> String
 where
-    F: Fn(String) -> Fut,
+    F: Fn(Action) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     if let Some(startup) = &probes.startup
@@ -188,7 +238,7 @@ async fn until_failed<F, Fut>(
     until_passed: bool,
 ) -> Result<(), String>
 where
-    F: Fn(String) -> Fut,
+    F: Fn(Action) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
     tokio::time::sleep(probe.initial_delay).await;
@@ -218,14 +268,14 @@ where
 
 async fn attempt<F, Fut>(probe: &Probe, exec: &F) -> Result<(), String>
 where
-    F: Fn(String) -> Fut,
+    F: Fn(Action) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    match tokio::time::timeout(probe.timeout, exec(probe.export.clone())).await {
+    match tokio::time::timeout(probe.timeout, exec(probe.action.clone())).await {
         Ok(result) => result,
         Err(_) => Err(format!(
-            "command timed out: {:?} did not return within {}s",
-            probe.export,
+            "timed out: {} did not return within {}s",
+            probe.action.describe(),
             probe.timeout.as_secs()
         )),
     }

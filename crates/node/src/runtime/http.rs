@@ -132,7 +132,13 @@ impl Runtime {
             }
         });
 
-        match receiver.await {
+        // Whoever asked may give up before the head arrives (a client that disconnects, a
+        // probe past its timeout): the instance then stops too, rather than running on
+        // unobserved until the request's own timeout.
+        let abandon = AbortOnDrop(Some(task.abort_handle()));
+        let answer = receiver.await;
+        abandon.disarm();
+        match answer {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(HttpFailure::NoResponse(describe_error_code(&code))),
             // The sender was dropped with the store: the guest ended, or was stopped, without
@@ -150,6 +156,23 @@ impl Runtime {
                 )) => HttpFailure::Failed(message),
                 Err(join) => HttpFailure::Failed(format!("the handler's task failed: {join}")),
             }),
+        }
+    }
+}
+
+/// Aborts a task when dropped, unless disarmed first.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
     }
 }

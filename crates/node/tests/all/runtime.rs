@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use flotilla_node::runtime::{
-    CompileCacheStats, ExitOutcome, Limits, PrepareError, PreparedModule, RunSpec, Runtime,
+    CompileCacheStats, ExitOutcome, Limits, PrepareError, PreparedModule, RunSpec, Runtime, Usage,
     WasmKind,
 };
 use sha2::Digest as _;
@@ -961,4 +961,25 @@ async fn an_http_component_answers_each_request_in_a_fresh_instance() {
         refused.to_string().contains("incoming-handler"),
         "{refused}"
     );
+}
+
+#[tokio::test]
+async fn a_request_given_up_on_stops_its_instance() {
+    let runtime = Runtime::new().unwrap();
+    let behaviours = prepare(&runtime, "http-behaviours").await;
+    let log = Log::new();
+    let usage = std::sync::Arc::new(Usage::default());
+    let spec = RunSpec {
+        usage: usage.clone(),
+        ..spec("web", &[], &log)
+    };
+    // The caller stops waiting long before the request's own 60 s timeout.
+    let asked = runtime.handle_request(&behaviours, spec, Duration::from_secs(60), get("/hang"));
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), asked).await;
+    assert!(gave_up.is_err(), "a hanging handler does not answer");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let spent = usage.cpu();
+    assert!(spent > Duration::from_millis(50), "it spun: {spent:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(usage.cpu(), spent, "the abandoned instance kept running");
 }
