@@ -175,7 +175,7 @@ fn main() {
     for (connections, floor) in CONNECTIONS.into_iter().zip(&floor) {
         let load = wrk(&url, connections);
         println!(
-            "| flotilla gateway → Function | {connections} | {:.0} ({:.0}% of wasmtime serve) | {:.3} ms (+{:.0} µs) | {:.3} ms | {} |",
+            "| flotilla gateway → Function | {connections} | {:.0} ({:.0}% of wasmtime serve) | {:.3} ms ({:+.0} µs) | {:.3} ms | {} |",
             load.requests_per_second,
             100.0 * load.requests_per_second / floor.requests_per_second,
             load.p50_ms,

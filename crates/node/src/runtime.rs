@@ -73,21 +73,28 @@
 //!   task never gets polled, the epoch never advances, and the guests never yield — the very
 //!   starvation the ticker exists to prevent. One sleeping thread per node costs nothing and
 //!   cannot be starved that way. It stops when the last clone of the [`Runtime`] is dropped.
-//! - **On-demand instance allocation, not the pooling allocator.** The pooling allocator
-//!   reserves a fixed number of slots of a fixed maximum size when the engine is created, so
-//!   it would have to reserve address space for 10,000+ pods up front, each slot as large as
-//!   the largest pod memory we allow; and pods beyond the pool size would fail to start. The
-//!   on-demand allocator maps each instance's memory when it starts (tens of microseconds,
-//!   small next to the rest of a pod start) and only touched pages become resident, which
-//!   keeps idle pods cheap (see `benches/runtime_bench.rs`).
+//! - **On-demand allocation for pods, the pooling allocator for requests.** The pooling
+//!   allocator reserves a fixed number of slots of a fixed maximum size when the engine is
+//!   created, so for pods that run to an end it would have to reserve address space for
+//!   10,000+ pods up front, and pods beyond the pool size would fail to start. Their engine
+//!   maps each instance's memory when it starts (tens of microseconds, small next to the rest
+//!   of a pod start) and only touched pages become resident, which keeps idle pods cheap (see
+//!   `benches/runtime_bench.rs`). An HTTP component's instances live for one request each,
+//!   thousands a second, and never more than the requests in flight: they run in a second
+//!   engine with a pool of [`HTTP_INSTANCE_SLOTS`] reused slots, as `wasmtime serve` does
+//!   (`http_engine_config`), which took the gateway from 78–96% of `wasmtime serve`'s
+//!   throughput to 89–115% (docs/benchmarks.md). An HTTP component is compiled for both
+//!   engines: telling it from a command takes the first compile.
 //! - **Node-wide caps.** [`Limits`] hold for every pod whatever its spec says: linear memory
 //!   (a pod's own memory limit applies when lower), module size (checked before hashing or
 //!   compiling) and the size of each run's log file ([`crate::log_file::log_streams`]).
 //! - **Idle pods are limited by memory mappings, not memory.** An idle pod holds about
 //!   50 KiB resident but 4 memory mappings (see `Runtime::configured` for how it got down from 7),
-//!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods.
+//!   and Linux allows 65,530 per process by default (`vm.max_map_count`): about 16,000 pods,
+//!   less ~2,000 mappings for the HTTP engine's pool of fiber stacks and their guard pages.
 //!   Nodes meant for more should raise that sysctl. Each pod's log file is also one open file
-//!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too.
+//!   descriptor, so `RLIMIT_NOFILE` must allow for the pods too. The HTTP pool also reserves
+//!   ~8 TiB of address space (no memory), so a node cannot run under a small `ulimit -v`.
 
 mod component;
 mod http;
@@ -110,8 +117,9 @@ use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 use wasmtime::{
-    Cache, CacheConfig, CallHook, Config, Engine, InstancePre, ResourceLimiter, Store, Trap,
-    UpdateDeadline, WasmBacktrace, WasmBacktraceDetails,
+    Cache, CacheConfig, CallHook, Config, Engine, InstanceAllocationStrategy, InstancePre,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace,
+    WasmBacktraceDetails,
 };
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -123,6 +131,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// How often the engine's epoch advances, which is how often a running guest yields to tokio.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How many HTTP requests a node handles at once: the slots of the HTTP engine's instance
+/// pool. A request past them gets 500 saying the node is at capacity.
+pub const HTTP_INSTANCE_SLOTS: u32 = 1000;
 
 /// Modules at least this large are hashed on a blocking thread rather than inline.
 const HASH_INLINE_MAX: usize = 1 << 20;
@@ -169,9 +181,12 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
+    /// The engine of HTTP components' per-request instances, with the pooling allocator.
+    http_engine: Engine,
     limits: Limits,
     module_linker: wasmtime::Linker<ModuleState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
+    http_linker: wasmtime::component::Linker<ComponentState>,
     /// wasmtime's on-disk compile cache, if this runtime has one; kept for its counters.
     compile_cache: Option<Cache>,
     /// Held while compiling. Compiling already uses every core (wasmtime compiles functions
@@ -472,13 +487,23 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("adding WASI 0.2 to the component linker")?;
 
-        let ticker = spawn_epoch_ticker(engine.clone()).context("starting the epoch ticker")?;
+        let http_engine = Engine::new(&http_engine_config(&limits, compile_cache.clone()))
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine for HTTP components")?;
+        let http_linker = component::linker(&http_engine)
+            .map_err(anyhow::Error::from)
+            .context("adding WASI 0.2 and wasi:http to the HTTP linker")?;
+
+        let ticker = spawn_epoch_ticker(vec![engine.clone(), http_engine.clone()])
+            .context("starting the epoch ticker")?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
+                http_engine,
                 limits,
                 module_linker,
                 component_linker,
+                http_linker,
                 compile_cache,
                 compiling: Mutex::new(()),
                 cache: Mutex::new(HashMap::new()),
@@ -560,7 +585,16 @@ impl Runtime {
             WasmKind::Module => {
                 module::prepare(&inner.engine, &inner.module_linker, wasm).map(Program::Module)
             }
-            WasmKind::Component => component::prepare(&inner.engine, &inner.component_linker, wasm),
+            WasmKind::Component => component::prepare(&inner.engine, &inner.component_linker, wasm)
+                .and_then(|program| match program {
+                    // Compiled again for the pooled engine its requests run in. Telling an
+                    // HTTP component from a command takes compiling it; this second compile
+                    // is once per digest, and a hit in the on-disk cache after a restart.
+                    Program::Http(_) => {
+                        component::prepare(&inner.http_engine, &inner.http_linker, wasm)
+                    }
+                    command => Ok(command),
+                }),
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let from_cache = hits_before.is_some()
@@ -574,9 +608,13 @@ impl Runtime {
                 } else {
                     tracing::info!("compiled {kind} {digest} in {elapsed_ms:.1} ms");
                 }
+                let engine = match program {
+                    Program::Http(_) => inner.http_engine.clone(),
+                    _ => inner.engine.clone(),
+                };
                 Ok(PreparedModule {
                     program,
-                    engine: inner.engine.clone(),
+                    engine,
                     digest: digest.into(),
                 })
             }
@@ -677,7 +715,8 @@ impl Runtime {
     /// ends the run before it starts.
     fn sandbox(&self, module: &PreparedModule, spec: RunSpec) -> Result<Sandbox, ExitOutcome> {
         assert!(
-            Engine::same(&module.engine, &self.inner.engine),
+            Engine::same(&module.engine, &self.inner.engine)
+                || Engine::same(&module.engine, &self.inner.http_engine),
             "module {} was prepared by a different Runtime",
             module.digest
         );
@@ -941,16 +980,44 @@ fn digest_of(wasm: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(wasm))
 }
 
-/// Advances `engine`'s epoch every [`EPOCH_TICK`] on a dedicated thread until the returned
+/// The configuration of the engine HTTP components' requests run in: as the main engine's
+/// for what compiled code depends on, but with the pooling allocator, which keeps
+/// [`HTTP_INSTANCE_SLOTS`] instances' memories and tables reserved and reuses them (reset
+/// with `madvise` and copy-on-write data images) instead of mapping fresh ones for every
+/// request. That is what `wasmtime serve` does too. Pods that run to an end stay on the
+/// on-demand allocator: a pool would cap how many can run and reserve their space up front.
+fn http_engine_config(limits: &Limits, compile_cache: Option<Cache>) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_backtrace_details(WasmBacktraceDetails::Disable);
+    config.cache(compile_cache);
+    let slots = HTTP_INSTANCE_SLOTS;
+    let mut pool = PoolingAllocationConfig::new();
+    // A component built by a language toolchain is a few core instances (the program, the
+    // WASI adapter, shims), most with a memory or a table.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .total_stacks(slots)
+        // A 32-bit memory cannot grow past 4 GiB whatever the node allows.
+        .max_memory_size(usize::try_from(limits.max_pod_memory.min(4 << 30)).unwrap_or(usize::MAX));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances `engines`' epochs every [`EPOCH_TICK`] on a dedicated thread until the returned
 /// sender is dropped. See the module docs for why this is not a tokio task.
-fn spawn_epoch_ticker(engine: Engine) -> std::io::Result<mpsc::Sender<()>> {
+fn spawn_epoch_ticker(engines: Vec<Engine>) -> std::io::Result<mpsc::Sender<()>> {
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("flotilla-epoch".into())
         .spawn(move || {
             // Nothing is ever sent: the loop ends when the sender is dropped (Disconnected).
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                engine.increment_epoch();
+                for engine in &engines {
+                    engine.increment_epoch();
+                }
             }
         })?;
     Ok(stop)

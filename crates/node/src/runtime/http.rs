@@ -96,7 +96,7 @@ impl Runtime {
             table: ResourceTable::new(),
             controls: sandbox.controls,
         };
-        let mut store = Store::new(&self.inner.engine, state);
+        let mut store = Store::new(&module.engine, state);
         configure_store(&mut store, |state| &mut state.controls);
         let (sender, receiver) = oneshot::channel();
         let setup_failed = |e: wasmtime::Error| HttpFailure::Setup(format!("{e:#}"));
