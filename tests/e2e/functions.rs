@@ -154,6 +154,31 @@ fn a_cold_request_is_answered_by_a_stand_in_or_waits_for_the_pod() -> anyhow::Re
 }
 
 #[test]
+fn a_wasip1_program_serves_as_a_function_cgi_style() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    checked_apply(&cluster, &function("wagi", "wagi-hello", ""))?;
+    // Cold (a stand-in) and then warm (the pod): both run the program CGI style.
+    let cold = cluster.gateway_request("GET", "/function/wagi/items?x=1", &[], "")?;
+    assert_eq!(cold.status, 200, "{}", cold.body);
+    assert_eq!(cold.body, "Hello from WAGI! GET /items?x=1\n");
+    assert_eq!(cold.header("content-type"), ["text/plain"]);
+    cluster.wait_for_field("function/wagi", ".status.readyInstances", "1", SETTLE)?;
+    let posted = cluster.gateway_request("POST", "/function/wagi/echo", &[], "the body")?;
+    assert_eq!(posted.body, "Hello from WAGI! POST /echo\nthe body");
+    let missing = cluster.gateway_request("GET", "/function/wagi/status/404", &[], "")?;
+    assert_eq!(missing.status, 404);
+    let broken = cluster.gateway_request("GET", "/function/wagi/broken", &[], "")?;
+    assert_eq!(broken.status, 502, "{}", broken.body);
+    assert!(broken.body.contains("not a CGI answer"), "{}", broken.body);
+    let trapped = cluster.gateway_request("GET", "/function/wagi/trap", &[], "")?;
+    assert_eq!(trapped.status, 500, "{}", trapped.body);
+    // What the program wrote to stderr is in the pod's log.
+    let logs = cluster.kubectl_ok(&["logs", "-l", "flotilla.dev/function=wagi"])?;
+    assert!(logs.contains("POST /echo"), "{logs}");
+    Ok(())
+}
+
+#[test]
 fn concurrency_scales_a_function_out_across_nodes() -> anyhow::Result<()> {
     let cluster = Cluster::start_with(2, &["--scale-down-delay", "30s"])?;
     checked_apply(

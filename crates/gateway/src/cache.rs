@@ -12,6 +12,8 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
+use crate::pod_index::PodIndex;
+
 pub(crate) struct Cache {
     pub(crate) services: Arc<Informer<Service>>,
     pub(crate) endpoints: Arc<Informer<Endpoints>>,
@@ -20,6 +22,8 @@ pub(crate) struct Cache {
     pub(crate) functions: Arc<Informer<Function>>,
     /// Only the pods of Functions (those with the function label).
     pub(crate) function_pods: Arc<Informer<Pod>>,
+    /// The same pods by Function.
+    pub(crate) pods_by_function: Arc<PodIndex>,
     /// Bumped on every change of a Function's pod, so the activator can wait for one.
     pods_changed: watch::Sender<u64>,
 }
@@ -31,6 +35,8 @@ impl Cache {
             Api::all(client.clone()),
             watcher::Config::default().labels(FUNCTION_LABEL),
         );
+        // Before the change notifier: whoever it wakes reads the index.
+        let pods_by_function = PodIndex::follow(&function_pods);
         let pods_changed = watch::Sender::new(0u64);
         function_pods.on_change({
             let pods_changed = pods_changed.clone();
@@ -45,6 +51,7 @@ impl Cache {
             nodes: Informer::new(Api::all(client.clone()), all()),
             functions: Informer::new(Api::all(client.clone()), all()),
             function_pods,
+            pods_by_function,
             pods_changed,
         }
     }

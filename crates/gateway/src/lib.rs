@@ -10,7 +10,9 @@
 //!
 //! - `/function/NAME/…` (namespace `default`) and `/function/NAME.NAMESPACE/…`: a Function;
 //!   the handler sees the rest of the path and the query. A Function scaled to zero has its
-//!   first request held by the activator until an instance is ready.
+//!   first requests answered by stand-ins on a node in this process while its pod starts, or
+//!   held by the activator until an instance is ready when no such node can. Every answer
+//!   says the gateway's time in a `Server-Timing` header.
 //! - `/service/NAME.NAMESPACE/…` (`NAME.NAMESPACE:PORT` for another port than the first),
 //!   and any request whose `Host` is `NAME.NAMESPACE.svc` (or `.svc.cluster.local`): a
 //!   Service, balanced over its ready endpoints. This is also how pods reach Services
@@ -36,6 +38,7 @@
 mod cache;
 mod functions;
 mod metrics;
+mod pod_index;
 mod proxy;
 mod routes;
 mod services;

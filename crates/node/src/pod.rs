@@ -688,7 +688,10 @@ async fn run_container(
             .started(&shared.pod, &container.name, usage.clone());
         // An HTTP component serves from before it is reported running, so whoever sees the
         // pod Ready can reach it; it then runs until stopped.
-        let (run, _serving) = if module.serves_http() {
+        // A WASI preview 1 program serves too, CGI style, when the pod asks it to.
+        let serves =
+            module.serves_http() || (must_serve_http(&shared.pod) && module.can_serve_http());
+        let (run, _serving) = if serves {
             let serving = launch.serve(log_file, usage);
             (Either::Left(std::future::pending()), Some(serving))
         } else {
@@ -1068,7 +1071,8 @@ pub(crate) fn cannot_serve_http(image: &str) -> String {
     format!(
         "module {image:?} cannot serve HTTP: it does not export wasi:http/incoming-handler \
          (build it for the wasi:http/proxy world, e.g. with the wasip2 crate's \
-         http::proxy::export!)"
+         http::proxy::export!), and a command component cannot answer CGI style as a \
+         wasm32-wasip1 program can (WAGI)"
     )
 }
 
@@ -1087,7 +1091,7 @@ async fn pull(shared: &Shared, index: usize, container: &Container) -> PreparedM
                 .await
                 .map_err(|e| ("ErrImagePull", format!("module {image:?} cannot run: {e}")))
                 .and_then(|module| {
-                    if must_serve_http(&shared.pod) && !module.serves_http() {
+                    if must_serve_http(&shared.pod) && !module.can_serve_http() {
                         Err(("ErrImagePull", cannot_serve_http(&image)))
                     } else {
                         Ok(module)

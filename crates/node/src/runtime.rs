@@ -101,6 +101,7 @@ mod http;
 mod meter;
 mod module;
 mod outbound;
+mod wagi;
 
 pub use http::HttpFailure;
 pub use meter::Usage;
@@ -267,6 +268,12 @@ impl PreparedModule {
     /// end ([`Runtime::handle_request`]).
     pub fn serves_http(&self) -> bool {
         matches!(self.program, Program::Http(_))
+    }
+
+    /// Whether this module can serve HTTP when a pod asks it to: an HTTP component, or a
+    /// WASI preview 1 program run once per request CGI style ([`Runtime::handle_cgi`]).
+    pub fn can_serve_http(&self) -> bool {
+        matches!(self.program, Program::Http(_) | Program::Module(_))
     }
 }
 

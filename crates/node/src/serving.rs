@@ -246,7 +246,8 @@ impl HttpPods {
     }
 }
 
-/// Handles one request in a new instance of `module` and settles the start of its response.
+/// Handles one request in a new instance of `module` and settles the start of its response:
+/// an HTTP component's handler, or a WASI preview 1 program run CGI style (WAGI).
 pub(crate) async fn answer<B>(
     runtime: &Runtime,
     module: &PreparedModule,
@@ -258,6 +259,9 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
+    if !module.serves_http() {
+        return Ok(runtime.handle_cgi(module, spec, timeout, request).await?);
+    }
     let started = std::time::Instant::now();
     let response = runtime
         .handle_request(module, spec, timeout, request)

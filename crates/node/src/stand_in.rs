@@ -178,7 +178,7 @@ impl StandIns {
             self.runtime.prepare(bytes).await.map_err(|e| {
                 ServeError::CannotStart(format!("module {image:?} cannot run: {e}"))
             })?;
-        if !module.serves_http() {
+        if !module.can_serve_http() {
             return Err(ServeError::CannotStart(crate::pod::cannot_serve_http(
                 &image,
             )));

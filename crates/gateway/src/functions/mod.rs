@@ -114,14 +114,7 @@ impl Functions {
 
     /// The live pods of a Function, from the cache.
     fn function_pods(&self, namespace: &str, name: &str) -> Vec<Arc<Pod>> {
-        self.cache
-            .function_pods
-            .store()
-            .state()
-            .into_iter()
-            .filter(|pod| pod.namespace().as_deref() == Some(namespace))
-            .filter(|pod| pod.labels().get(FUNCTION_LABEL).map(String::as_str) == Some(name))
-            .collect()
+        self.cache.pods_by_function.pods(namespace, name)
     }
 
     /// The Function's instances that can take a request now: Ready pods, and pods already
