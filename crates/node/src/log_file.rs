@@ -561,6 +561,16 @@ pub fn plain_text(content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The text a guest wrote to a scratch output `file` (a probe's, a stand-in's), read back
+/// from its start: at most `max` bytes of records, without timestamps.
+pub fn read_back(file: &mut File, max: u64) -> Vec<u8> {
+    use std::io::{Read as _, Seek as _};
+    let mut records = Vec::new();
+    let _ = file.seek(io::SeekFrom::Start(0));
+    let _ = std::io::Read::take(&mut *file, max).read_to_end(&mut records);
+    plain_text(&records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1005,11 +1005,7 @@ impl Launch<'_> {
             .call(self.module, self.spec(output, Default::default()), &export)
             .await;
         let mut said = || {
-            use std::io::{Read, Seek};
-            let mut records = Vec::new();
-            let _ = reader.seek(std::io::SeekFrom::Start(0));
-            let _ = reader.by_ref().take(64 << 10).read_to_end(&mut records);
-            let text = crate::log_file::plain_text(&records);
+            let text = crate::log_file::read_back(&mut reader, 64 << 10);
             let first = String::from_utf8_lossy(&text)
                 .lines()
                 .next()

@@ -18,7 +18,6 @@
 //! (target `flotilla_node::stand_in`, level INFO) with the pod template's namespace and name.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Seek as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -221,16 +220,7 @@ impl Prepared {
 
     /// Copies what the handler printed into the node's log, a line an event.
     fn log_output(&self, mut output: std::fs::File) {
-        let mut records = Vec::new();
-        let _ = output.seek(std::io::SeekFrom::Start(0));
-        let _ = output
-            .by_ref()
-            .take(MAX_LOGGED_OUTPUT)
-            .read_to_end(&mut records);
-        if records.is_empty() {
-            return;
-        }
-        let text = crate::log_file::plain_text(&records);
+        let text = crate::log_file::read_back(&mut output, MAX_LOGGED_OUTPUT);
         for line in String::from_utf8_lossy(&text).lines() {
             tracing::info!(
                 namespace = %self.namespace,

@@ -45,6 +45,16 @@ pub enum HttpFailure {
 }
 
 impl HttpFailure {
+    /// A request's sandbox could not be built (a volume that cannot be mounted, say).
+    pub(super) fn setup(outcome: ExitOutcome) -> HttpFailure {
+        match outcome {
+            ExitOutcome::Trapped { message } | ExitOutcome::OutOfMemory { message } => {
+                HttpFailure::Setup(message)
+            }
+            ExitOutcome::Exited(code) => HttpFailure::Setup(format!("exited with {code}")),
+        }
+    }
+
     /// The status a client gets: 500 for a handler that fails or cannot run, 502 for one
     /// that answers with no valid response, 504 for one that does not answer in time.
     pub fn status(&self) -> http::StatusCode {
@@ -80,14 +90,7 @@ impl Runtime {
         let Program::Http(pre) = &module.program else {
             return Err(HttpFailure::NotHttp);
         };
-        let sandbox = self
-            .sandbox(module, spec)
-            .map_err(|outcome| match outcome {
-                ExitOutcome::Trapped { message } | ExitOutcome::OutOfMemory { message } => {
-                    HttpFailure::Setup(message)
-                }
-                ExitOutcome::Exited(code) => HttpFailure::Setup(format!("exited with {code}")),
-            })?;
+        let sandbox = self.sandbox(module, spec).map_err(HttpFailure::setup)?;
         let mut wasi = sandbox.wasi;
         let state = ComponentState {
             wasi: wasi.build(),

@@ -43,14 +43,7 @@ impl Runtime {
         };
         let (parts, body) = request.into_parts();
         let body = read_body(body).await?;
-        let mut sandbox = self
-            .sandbox(module, spec)
-            .map_err(|outcome| match outcome {
-                ExitOutcome::Trapped { message } | ExitOutcome::OutOfMemory { message } => {
-                    HttpFailure::Setup(message)
-                }
-                ExitOutcome::Exited(code) => HttpFailure::Setup(format!("exited with {code}")),
-            })?;
+        let mut sandbox = self.sandbox(module, spec).map_err(HttpFailure::setup)?;
         let answer = MemoryOutputPipe::new(MAX_MESSAGE);
         sandbox
             .wasi
