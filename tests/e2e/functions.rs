@@ -361,3 +361,76 @@ fn the_function_commands_deploy_list_invoke_and_show_logs() -> anyhow::Result<()
     assert!(logs.contains("from-the-cli"), "{logs}");
     Ok(())
 }
+
+#[test]
+fn a_function_is_invoked_and_measured_through_the_api() -> anyhow::Result<()> {
+    let cluster = Cluster::start(1)?;
+    checked_apply(&cluster, &function("echoes", "http-behaviours", ""))?;
+    checked_apply(&cluster, &function("bystander", "http-behaviours", ""))?;
+    let url = format!("{}/function/echoes", cluster.gateway);
+    cluster.wait_for_field("function/echoes", ".status.url", &url, SETTLE)?;
+    let functions = "/apis/flotilla.dev/v1/namespaces/default/functions";
+
+    // The proxy subresource reaches the handler through the gateway, path and query intact.
+    let answer = cluster.http(
+        "GET",
+        &format!("{functions}/echoes/proxy/some/path?x=1"),
+        None,
+    )?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, "behaviours: /some/path?x=1\n");
+    assert_eq!(answer.header("content-type"), ["text/plain"]);
+    let timing = answer.header("server-timing");
+    assert!(
+        timing.iter().any(|t| t.starts_with("gateway;dur=")),
+        "the gateway's time comes through: {timing:?}"
+    );
+    let posted = cluster.http(
+        "POST",
+        &format!("{functions}/echoes/proxy/echo?x=1"),
+        Some(("text/plain", "a body for the handler")),
+    )?;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    assert_eq!(posted.body, "POST /echo?x=1\na body for the handler");
+
+    // Another Function's traffic, which the first one's metrics must leave out.
+    let other = cluster.gateway_request("GET", "/function/bystander/", &[], "")?;
+    assert_eq!(other.status, 200, "{}", other.body);
+    let answer = cluster.http("GET", &format!("{functions}/echoes/metrics"), None)?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let metrics = answer.body;
+    let requests = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("flotilla_gateway_requests_total{")
+                && l.contains("name=\"echoes\"")
+                && l.contains("code=\"200\"")
+        })
+        .unwrap_or_default();
+    assert!(requests.ends_with(" 2"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE flotilla_gateway_request_duration_seconds histogram"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("bystander"), "{metrics}");
+    let everything = cluster.gateway_request("GET", "/metrics", &[], "")?.body;
+    assert!(everything.contains("name=\"bystander\""), "{everything}");
+
+    // Errors are Kubernetes Statuses.
+    let missing = cluster.http("GET", &format!("{functions}/nope/proxy/"), None)?;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.json()["reason"], "NotFound");
+
+    // The dashboard that uses these is served by the API server itself.
+    let page = cluster.http("GET", "/", None)?;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), ["text/html; charset=utf-8"]);
+    assert!(
+        page.header("content-security-policy")
+            .iter()
+            .any(|p| p.starts_with("default-src 'self'")),
+        "{}",
+        page.head
+    );
+    Ok(())
+}

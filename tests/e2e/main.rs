@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod clients;
+mod dashboard;
 mod deployments;
 mod durability;
 mod functions;

@@ -251,7 +251,9 @@ pub const RESOURCES: &[ResourceType] = &[
         singular: "function",
         namespaced: true,
         short_names: &["fn"],
-        subresources: &["status"],
+        // `proxy` passes a request to the Function through the gateway; `metrics` is the
+        // gateway's Prometheus text for this Function only (both for the dashboard).
+        subresources: &["status", "proxy", "metrics"],
     },
     // A pushed Wasm module: its tags name content-addressed blobs, which the apiserver stores
     // beside the store and serves under `modules/{name}/blobs/sha256:{hex}`.

@@ -7,8 +7,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use flotilla_api::ApiStatus;
 
-/// Paths that answer without credentials: health checks, as Kubernetes allows.
-const PUBLIC_PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/version"];
+/// Paths that answer without credentials: health checks, as Kubernetes allows, and the
+/// dashboard's page (`/`), which holds no cluster data and asks the user for the token.
+const PUBLIC_PATHS: &[&str] = &["/livez", "/readyz", "/healthz", "/version", "/"];
+
+/// The dashboard's other files (scripts, styles, images), public like its page.
+const PUBLIC_PREFIX: &str = "/ui/";
 
 pub async fn require_token(
     State(state): State<ApiState>,
@@ -18,7 +22,8 @@ pub async fn require_token(
     let Some(expected) = &state.inner.token else {
         return next.run(request).await;
     };
-    if PUBLIC_PATHS.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if PUBLIC_PATHS.contains(&path) || path.starts_with(PUBLIC_PREFIX) {
         return next.run(request).await;
     }
     let presented = request

@@ -62,6 +62,8 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             let verbs: &[&str] = match *sub {
                 "status" | "scale" => &["get", "patch", "update"],
                 "binding" => &["create"],
+                // As Kubernetes lists `services/proxy`.
+                "proxy" => &["create", "delete", "get", "patch", "update"],
                 _ => &["get"],
             };
             let kind = match *sub {

@@ -8,6 +8,9 @@
 //! stream live, one JSON event per line. The bytes of pushed modules (the `Module` kind) are
 //! the one thing kept outside the store: content-addressed files uploaded and served under
 //! `modules/{name}/blobs/sha256:{hex}` (see `blobs.rs` for why and how they are made durable).
+//! The same router serves the browser dashboard at `/` (see `dashboard.rs`), and a Function's
+//! `proxy` and `metrics` subresources, through which the dashboard invokes and charts
+//! Functions (see `functions.rs`).
 //!
 //! ```no_run
 //! # async fn demo(store: flotilla_store::Store) -> std::io::Result<()> {
@@ -23,9 +26,11 @@
 mod auth;
 mod blobs;
 mod body;
+mod dashboard;
 mod discovery;
 mod error;
 mod field_validation;
+mod functions;
 mod logs;
 mod node_proxy;
 mod objects;
@@ -40,7 +45,7 @@ mod table;
 mod watch;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{any, get};
 use flotilla_store::Store;
 use std::sync::Arc;
 
@@ -123,6 +128,13 @@ pub fn router(state: ApiState) -> Router {
             get(blobs::get).put(blobs::put).head(blobs::head),
         )
         .route(node_proxy::ROUTE, get(node_proxy::get))
+        .route(functions::PROXY, any(functions::proxy))
+        .route(functions::PROXY_SLASH, any(functions::proxy))
+        .route(functions::PROXY_PATH, any(functions::proxy))
+        .route(functions::METRICS, any(functions::metrics))
+        // Other methods on `/` get the same 404 Status as any path that names nothing.
+        .route("/", get(dashboard::index).fallback(rest::dispatch))
+        .route("/ui/{*file}", get(dashboard::file))
         .fallback(rest::dispatch)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -14,15 +14,16 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use flotilla_api::resource;
 use flotilla_api::{ApiStatus, meta};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// HTTP client for node agents' log endpoints.
+/// HTTP client for what the apiserver proxies to: node agents' log and stats endpoints, and
+/// the gateway (Functions' `proxy` and `metrics`). Request bodies are read in full first.
 #[derive(Clone)]
-pub struct NodeClient(pub(crate) Client<HttpConnector, Empty<Bytes>>);
+pub struct NodeClient(pub(crate) Client<HttpConnector, Full<Bytes>>);
 
 impl NodeClient {
     pub fn new() -> Self {

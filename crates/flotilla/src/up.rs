@@ -290,7 +290,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 .context("serving the API")
         }
     });
-    let client = flotilla_client::in_process(router, Some(token));
+    let client = flotilla_client::in_process(router, Some(token.clone()));
     if !args.no_controllers {
         let config = args.lifecycle.manager_config();
         let election = args.election;
@@ -358,6 +358,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     });
     println!("flotilla is up");
     println!("  API server:  http://{address}");
+    println!("  dashboard:   http://{address}/?token={token}");
     println!(
         "  gateway:     http://{gateway_address} (functions at /function/NAME, services at /service/NAME.NAMESPACE)"
     );

@@ -7,6 +7,7 @@ use tower::ServiceExt;
 
 mod blobs;
 mod bookmarks;
+mod dashboard;
 mod workloads;
 
 async fn router(token: Option<&str>) -> (tempfile::TempDir, axum::Router) {
