@@ -84,10 +84,14 @@ export function remove(path) {
   return call("DELETE", path, { body: { propagationPolicy: "Background" } });
 }
 
-/** Reads a streamed answer line by line (watch events, followed logs) until it ends. */
-export async function streamLines(path, onLine, signal) {
+/**
+ * Reads a streamed answer line by line (watch events, followed logs) until it ends; `onOpen`
+ * is called once the server has accepted the request.
+ */
+export async function streamLines(path, onLine, signal, onOpen = () => {}) {
   const response = await fetch(path, { headers: headers(), signal });
   if (!response.ok) throw await errorOf(response);
+  onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let pending = "";
   try {
@@ -134,15 +138,21 @@ class ListWatch {
 
   subscribe(listener) {
     this.listeners.add(listener);
+    clearTimeout(this.closing);
     if (!this.abort) this.run();
     if (this.synced) listener(this);
     return () => {
       this.listeners.delete(listener);
-      if (this.listeners.size === 0 && this.abort) {
-        this.abort.abort();
-        this.abort = null;
-      }
+      // Closed a moment later, so a view that follows and shows the same list keeps the stream.
+      if (this.listeners.size === 0) this.closing = setTimeout(() => this.close(), 0);
     };
+  }
+
+  close() {
+    if (this.listeners.size === 0 && this.abort) {
+      this.abort.abort();
+      this.abort = null;
+    }
   }
 
   /** Tells listeners once per frame, however many events arrived in it. */
@@ -161,31 +171,32 @@ class ListWatch {
     this.abort = abort;
     let failures = 0;
     while (!abort.signal.aborted) {
+      const started = Date.now();
       try {
         if (!this.resourceVersion) await this.relist(abort.signal);
-        this.state = "live";
-        this.changed();
         await this.watch(abort.signal);
-        failures = 0; // the server closed a healthy stream (timeoutSeconds): go on from here
+        // The server ended a healthy stream (its timeout): go on from here. A stream that
+        // ends at once, again and again, is backed off like a failure.
+        failures = Date.now() - started > 5000 ? 0 : failures + 1;
       } catch (error) {
         if (abort.signal.aborted) break;
-        if (error.code === 410) {
-          this.resourceVersion = ""; // history is gone: list afresh
-          continue;
-        }
         failures += 1;
-        this.state = error.code === 401 ? "error: the token was refused" : "reconnecting";
-        this.changed();
-        await sleep(Math.min(250 * 2 ** failures, 8000));
+        if (error.code === 410) {
+          this.resourceVersion = ""; // the history is gone: list afresh
+        } else {
+          this.state = error.code === 401 ? "error: the token was refused" : error.code >= 400 && error.code < 500 ? `error: ${error.message}` : "reconnecting";
+          this.changed();
+        }
       }
+      if (failures > 1 && !abort.signal.aborted) await sleep(Math.min(250 * 2 ** failures, 8000));
     }
   }
 
   async relist(signal) {
     const response = await call("GET", this.path, { signal });
     const list = response.value;
-    this.items = new Map(list.items.map((item) => [keyOf(item), item]));
-    this.resourceVersion = list.metadata.resourceVersion;
+    this.items = new Map((list.items || []).map((item) => [keyOf(item), item]));
+    this.resourceVersion = list.metadata?.resourceVersion || "";
     this.synced = true;
   }
 
@@ -195,21 +206,26 @@ class ListWatch {
     await streamLines(
       url,
       (line) => {
-        if (!line.trim()) return;
+        if (signal.aborted || !line.trim()) return;
         const event = JSON.parse(line);
         const object = event.object;
         if (event.type === "ERROR") {
-          throw new ApiError(object.code || 500, object);
+          const gone = object.code === 410 || object.reason === "Expired" || object.reason === "Gone";
+          throw new ApiError(gone ? 410 : object.code || 500, object);
         }
         if (event.type === "ADDED" || event.type === "MODIFIED") {
           this.items.set(keyOf(object), object);
         } else if (event.type === "DELETED") {
           this.items.delete(keyOf(object));
         }
-        this.resourceVersion = object.metadata.resourceVersion;
+        if (object.metadata?.resourceVersion) this.resourceVersion = object.metadata.resourceVersion;
         if (event.type !== "BOOKMARK") this.changed();
       },
       signal,
+      () => {
+        this.state = "live";
+        this.changed();
+      },
     );
   }
 }

@@ -14,10 +14,22 @@ import apply from "./views/apply.js";
 const VIEWS = { overview, workloads, pods, pod: podDetail, functions, events, apply };
 
 let unmount = () => {};
+let routed = false;
+
+function decode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
 
 function route() {
-  const [path, query] = window.location.hash.replace(/^#\/?/, "").split("?");
-  const [name, ...rest] = path.split("/").map(decodeURIComponent);
+  const hash = window.location.hash;
+  // In-page anchors (the skip link's #main) are not sections.
+  if (hash && !hash.startsWith("#/") && routed) return;
+  const [path, query] = hash.replace(/^#\/?/, "").split("?");
+  const [name, ...rest] = path.split("/").map(decode);
   const view = VIEWS[name] || overview;
   unmount();
   const main = document.getElementById("main");
@@ -30,6 +42,9 @@ function route() {
   document.title = `${view.title} · flotilla`;
   unmount = view.mount(main, new URLSearchParams(query || ""), ...rest) || (() => {});
   showConnection();
+  // After a change of section, keyboard and screen reader users start at its content.
+  if (routed) main.focus();
+  routed = true;
 }
 
 function showConnection() {
@@ -60,10 +75,16 @@ function askForToken() {
     input,
     h("button", { type: "submit" }, "Sign in"),
   );
-  document.getElementById("main").prepend(form);
+  document.getElementById("notices").append(form);
   input.focus();
 }
 
+// The skip link focuses the content itself: following "#main" would only move the point
+// the next Tab starts from, and would put a non-section in the address bar.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main").focus();
+});
 adoptTokenFromUrl();
 unauthorized.addEventListener("unauthorized", askForToken);
 watchState.addEventListener("change", showConnection);

@@ -52,13 +52,23 @@ export function syncRows(tbody, items, row) {
     if (tr.dataset.signature !== signature) {
       tr.dataset.signature = signature;
       tr.className = className || "";
+      // A rebuilt row must not take the keyboard focus away from whoever is on its button.
+      const focused = tr.contains(document.activeElement) ? focusSelector(document.activeElement) : null;
       fill(tr, cells().map((cell) => (cell instanceof Node && cell.tagName === "TD" ? cell : h("td", {}, cell))));
+      if (focused) tr.querySelector(focused)?.focus();
     }
     const expected = previous ? previous.nextSibling : tbody.firstChild;
     if (expected !== tr) tbody.insertBefore(tr, expected);
     previous = tr;
   }
   for (const [key, tr] of existing) if (!kept.has(key)) tr.remove();
+}
+
+function focusSelector(element) {
+  if (element.dataset.action) return `[data-action="${element.dataset.action}"]`;
+  if (element.dataset.invoke) return "[data-invoke]";
+  if (element.tagName === "A") return "a";
+  return null;
 }
 
 /** "3s", "5m", "2h", "4d" since an RFC 3339 timestamp, as kubectl prints ages. */
@@ -99,10 +109,13 @@ export function cores(n) {
   return n < 1 ? `${Math.round(n * 1000)}m` : `${Number(n.toFixed(2))}`;
 }
 
-/** A bar of `used` out of `total` with a label, for capacities and rollouts. */
-export function meter(label, used, total, text) {
+/**
+ * A bar of `used` out of `total` with a label. A capacity (the default) turns amber and red as
+ * it fills; a `progress` bar (rollouts, completions) stays one colour, since full is good.
+ */
+export function meter(label, used, total, text, progress = false) {
   const fraction = total > 0 ? Math.min(1, used / total) : 0;
-  const level = fraction > 0.9 ? "high" : fraction > 0.7 ? "mid" : "low";
+  const level = progress ? "progress" : fraction > 0.9 ? "high" : fraction > 0.7 ? "mid" : "low";
   return h(
     "div",
     { class: "meter" },

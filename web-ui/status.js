@@ -1,30 +1,57 @@
 // What a Kubernetes user reads off an object at a glance: a pod's reason, a workload's
 // readiness, an event's time. Shared by the views that show the same objects.
 
-/** kubectl's STATUS column: the most telling reason a pod is in its state. */
+/**
+ * kubectl's STATUS column (its printPod): the phase, or what is holding the pod up — an init
+ * container (`Init:1/2`, `Init:CrashLoopBackOff`), a waiting or terminated container
+ * (`CrashLoopBackOff`, `OOMKilled`, `ExitCode:3`) — or `Terminating`.
+ */
+export function podStatus(pod) {
+  const status = pod.status || {};
+  let reason = status.reason || podPhase(pod);
+  let initializing = false;
+  const inits = status.initContainerStatuses || [];
+  for (const [i, c] of inits.entries()) {
+    const terminated = c.state?.terminated;
+    const waiting = c.state?.waiting;
+    if (terminated && terminated.exitCode === 0) continue;
+    initializing = true;
+    if (terminated) reason = terminated.reason ? `Init:${terminated.reason}` : terminated.signal ? `Init:Signal:${terminated.signal}` : `Init:ExitCode:${terminated.exitCode}`;
+    else if (waiting?.reason && waiting.reason !== "PodInitializing") reason = `Init:${waiting.reason}`;
+    else reason = `Init:${i}/${(pod.spec?.initContainers || inits).length}`;
+    break;
+  }
+  if (!initializing) {
+    let running = false;
+    for (const c of [...(status.containerStatuses || [])].reverse()) {
+      const terminated = c.state?.terminated;
+      if (c.state?.waiting?.reason) reason = c.state.waiting.reason;
+      else if (terminated?.reason) reason = terminated.reason;
+      else if (terminated) reason = terminated.signal ? `Signal:${terminated.signal}` : `ExitCode:${terminated.exitCode}`;
+      else if (c.ready && c.state?.running) running = true;
+    }
+    if (reason === "Completed" && running) reason = "Running";
+  }
+  if (pod.metadata.deletionTimestamp) reason = status.reason === "NodeLost" ? "Unknown" : "Terminating";
+  return reason;
+}
+
+/** The STATUS when it says more than the phase does (shown beside the phase), else "". */
 export function podReason(pod) {
-  if (pod.metadata.deletionTimestamp) return "Terminating";
-  const statuses = [...(pod.status?.initContainerStatuses || []), ...(pod.status?.containerStatuses || [])];
-  for (const s of statuses) {
-    if (s.state?.waiting?.reason && s.state.waiting.reason !== "ContainerCreating") return s.state.waiting.reason;
-    const terminated = s.state?.terminated;
-    if (terminated && terminated.reason && terminated.reason !== "Completed") return terminated.reason;
-  }
-  if (pod.status?.reason) return pod.status.reason;
-  for (const s of statuses) {
-    if (s.lastState?.terminated?.reason && pod.status?.phase === "Running") return `last: ${s.lastState.terminated.reason}`;
-  }
+  const reason = podStatus(pod);
+  if (reason !== podPhase(pod)) return reason;
   const unschedulable = (pod.status?.conditions || []).find((c) => c.type === "PodScheduled" && c.status === "False");
-  if (unschedulable) return unschedulable.reason || "Unschedulable";
-  return "";
+  return unschedulable ? unschedulable.reason || "Unschedulable" : "";
 }
 
 export function podPhase(pod) {
   return pod.status?.phase || "Pending";
 }
 
+/** Restarts of every container, init containers included, as kubectl counts them. */
 export function restarts(pod) {
-  return (pod.status?.containerStatuses || []).reduce((sum, s) => sum + (s.restartCount || 0), 0);
+  const all = [...(pod.status?.initContainerStatuses || []), ...(pod.status?.containerStatuses || [])];
+  return all.reduce((sum, s) => sum + (s.restartCount || 0), 0);
 }
 
 export function readyContainers(pod) {

@@ -7,6 +7,7 @@
 //   FLOTILLA_TOKEN    the cluster's token
 //   KUBECONFIG        for the kubectl calls that change the cluster behind the page's back
 //   ARTIFACTS         where screenshots go
+//   MANIFESTS         wasm-samples/manifests
 //   CHROMIUM          the browser (default /usr/bin/chromium)
 
 import { chromium } from "playwright-core";
@@ -18,7 +19,9 @@ const server = process.env.FLOTILLA_SERVER;
 const token = process.env.FLOTILLA_TOKEN;
 const artifacts = process.env.ARTIFACTS || "target/browser-artifacts";
 const WAIT = 30_000;
-assert(server && token && process.env.KUBECONFIG, "FLOTILLA_SERVER, FLOTILLA_TOKEN and KUBECONFIG must be set");
+/** The revisions of history the cluster keeps (`flotilla up --watch-history`, set by dashboard.rs). */
+const HISTORY = Number(process.env.WATCH_HISTORY || 300);
+assert(server && token && process.env.KUBECONFIG && process.env.MANIFESTS, "FLOTILLA_SERVER, FLOTILLA_TOKEN, KUBECONFIG and MANIFESTS must be set");
 mkdirSync(artifacts, { recursive: true });
 
 function kubectl(args, input) {
@@ -41,6 +44,21 @@ page.on("request", (request) => {
 });
 const pageErrors = [];
 page.on("pageerror", (error) => pageErrors.push(error.message));
+// What the Content-Security-Policy refused (an inline style, a script from elsewhere): such
+// refusals raise no page error, so the page reports them itself.
+const policyViolations = [];
+await page.exposeFunction("reportPolicyViolation", (text) => policyViolations.push(text));
+await page.addInitScript(() => {
+  document.addEventListener("securitypolicyviolation", (e) => window.reportPolicyViolation(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
+});
+/** Every request for the pod list, to tell a resumed watch from a relist. */
+const podRequests = [];
+page.on("request", (request) => {
+  const url = new URL(request.url());
+  if (url.pathname === "/api/v1/pods") {
+    podRequests.push({ watch: url.searchParams.get("watch") === "1", resourceVersion: url.searchParams.get("resourceVersion") || "" });
+  }
+});
 let navigations = 0;
 page.on("framenavigated", (frame) => {
   if (frame === page.mainFrame()) navigations += 1;
@@ -140,6 +158,32 @@ try {
     await page.fill("#pod-text", "");
   });
 
+  await run("a list resumes from its resourceVersion when shown again", async () => {
+    // Leaving the Pods view closes its watch; coming back watches again from where it was.
+    await page.click('nav a[href="#/apply"]');
+    kubectl(["apply", "-f", "-"], podYaml("while-away", "ticker", ["1000"]));
+    const before = podRequests.length;
+    await page.click('nav a[href="#/pods"]');
+    await page.locator('#pod-rows tr[data-key="default/while-away"]').waitFor({ timeout: WAIT });
+    const since = podRequests.slice(before);
+    assert(since.some((r) => r.watch && r.resourceVersion), `no resumed watch: ${JSON.stringify(since)}`);
+    assert(!since.some((r) => !r.watch), `listed again instead of resuming: ${JSON.stringify(since)}`);
+  });
+
+  await run("a list whose resourceVersion is too old is listed again (410 Gone)", async () => {
+    await page.click('nav a[href="#/apply"]');
+    // More writes than the cluster keeps history for (--watch-history), while nobody watches.
+    const configMaps = Array.from({ length: HISTORY + 50 }, (_, i) => `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"filler-${i}"}}`);
+    kubectl(["create", "-f", "-"], `{"apiVersion":"v1","kind":"List","items":[${configMaps.join(",")}]}`);
+    kubectl(["apply", "-f", "-"], podYaml("after-the-gap", "ticker", ["1000"]));
+    const before = podRequests.length;
+    await page.click('nav a[href="#/pods"]');
+    await page.locator('#pod-rows tr[data-key="default/after-the-gap"]').waitFor({ timeout: WAIT });
+    const since = podRequests.slice(before);
+    assert(since.some((r) => !r.watch), `no relist after 410: ${JSON.stringify(since)}`);
+    await page.locator("#connection.up").waitFor({ timeout: WAIT });
+  });
+
   await run("read a pod's logs as they are written", async () => {
     await page.click('#pod-rows tr[data-key="default/ticker-live"] a');
     await page.locator("#pod-phase", { hasText: "Running" }).waitFor({ timeout: WAIT });
@@ -170,6 +214,26 @@ try {
     await page.click('nav a[href="#/workloads"]');
     await row.locator('button[data-action="down"]').click();
     await row.locator('[data-ready="2/2"]').waitFor({ timeout: WAIT });
+  });
+
+  await run("restart a Deployment from the page: a new ReplicaSet rolls out", async () => {
+    const replicaSets = page.locator("#replicasets-rows tr", { hasText: "deployment/web-scale" });
+    assert.equal(await replicaSets.count(), 1);
+    await page.locator('#deployments-rows tr[data-key="default/web-scale"] button[data-action="restart"]').click();
+    await page.waitForFunction(() => [...document.querySelectorAll("#replicasets-rows tr")].filter((tr) => tr.textContent.includes("deployment/web-scale")).length === 2, null, { timeout: WAIT });
+    const annotation = kubectl(["get", "deployment", "web-scale", "-o", "jsonpath={.spec.template.metadata.annotations}"]);
+    assert.match(annotation, /kubectl.kubernetes.io\/restartedAt/);
+    await page.locator('#deployments-rows tr[data-key="default/web-scale"] [data-ready="2/2"]').waitFor({ timeout: WAIT });
+    await page.locator('#deployments-rows tr[data-key="default/web-scale"] .badge.ok', { hasText: "complete" }).waitFor({ timeout: WAIT });
+  });
+
+  await run("Jobs and DaemonSets show their progress", async () => {
+    kubectl(["apply", "-f", `${process.env.MANIFESTS}/job.yaml`, "-f", `${process.env.MANIFESTS}/daemonset.yaml`]);
+    const job = page.locator('#jobs-rows tr[data-key="default/hello-batch"]');
+    await job.locator(".badge.ok", { hasText: "Complete" }).waitFor({ timeout: WAIT });
+    assert.match(await job.textContent(), /3\/3/);
+    await page.locator('#daemonsets-rows tr[data-key="default/node-ticker"]', { hasText: "1/1" }).waitFor({ timeout: WAIT });
+    await shot("workloads");
   });
 
   await run("delete a Deployment after confirming", async () => {
@@ -232,19 +296,29 @@ try {
     await shot("events");
   });
 
-  await run("keyboard: reach a section from the navigation without a mouse", async () => {
+  await run("keyboard: reach a section and its content without a mouse", async () => {
     await page.focus('nav a[href="#/pods"]');
     await page.keyboard.press("Enter");
     await page.locator("#pod-count").waitFor({ timeout: WAIT });
+    // The section's content takes the focus, so the next Tab is inside it, not the menu.
     await page.keyboard.press("Tab");
-    assert.notEqual(await page.evaluate(() => document.activeElement?.tagName), "BODY");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "pod-namespace");
+    // The skip link, the first stop on the page, jumps to the content and stays on the section.
+    await page.click('nav a[href="#/workloads"]');
+    await page.reload();
+    await page.locator("#deployments-title").waitFor({ timeout: WAIT });
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.className), "skip");
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "main");
+    assert.equal(await page.textContent("main h1"), "Workloads");
   });
 
   await run("narrow width: nothing overflows the page", async () => {
     await page.setViewportSize({ width: 375, height: 800 });
     for (const view of ["overview", "workloads", "pods", "functions", "events", "apply"]) {
       await page.goto(`${server}/#/${view}`);
-      await page.locator("main h1").waitFor({ timeout: WAIT });
+      await page.waitForFunction((title) => document.title.startsWith(title), view[0].toUpperCase() + view.slice(1), { timeout: WAIT });
       // Let the lists arrive and fill their tables.
       await page.waitForTimeout(500);
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -255,9 +329,10 @@ try {
     await shot("overview-narrow");
   });
 
-  await run("no request left this server, and no script error", async () => {
+  await run("no request left this server, no script error, nothing the policy refused", async () => {
     assert.deepEqual(foreign, [], "requests to other origins");
     assert.deepEqual(pageErrors, [], "uncaught errors in the page");
+    assert.deepEqual(policyViolations, [], "Content-Security-Policy violations");
   });
 } catch (error) {
   console.error(`FAILED: ${step}\n${error.stack || error}`);

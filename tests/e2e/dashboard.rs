@@ -14,7 +14,9 @@ fn dashboard_in_chromium() -> Result<()> {
         browser_tests.join("node_modules/playwright-core").exists(),
         "playwright-core is missing from tests/browser/node_modules: run scripts/setup (it runs `npm ci` there)"
     );
-    let cluster = Cluster::start(1)?;
+    // A short watch history, so the page's relist on 410 Gone can be made to happen.
+    let history = "300";
+    let cluster = Cluster::start_with(1, &["--watch-history", history])?;
     let token = std::fs::read_to_string(cluster.data_dir().join("token"))
         .context("reading the cluster's token")?;
     let artifacts = repo_root().join("target/browser-artifacts");
@@ -25,6 +27,8 @@ fn dashboard_in_chromium() -> Result<()> {
         .env("FLOTILLA_TOKEN", token.trim())
         .env("KUBECONFIG", cluster.kubeconfig())
         .env("ARTIFACTS", &artifacts)
+        .env("WATCH_HISTORY", history)
+        .env("MANIFESTS", repo_root().join("wasm-samples/manifests"))
         .output()
         .context("running node (scripts/setup installs Node.js)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -12,11 +12,22 @@ export default {
     const text = h("textarea", { id: "apply-text", rows: 18, spellcheck: "false", "aria-label": "YAML to apply", placeholder: "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hello\nspec:\n  containers:\n  - name: hello\n    image: hello.wasm" });
     const file = h("input", { type: "file", id: "apply-file", accept: ".yaml,.yml,.json,text/yaml,application/json", "aria-label": "Upload a YAML file" });
     const namespace = h("input", { id: "apply-namespace", value: "default", "aria-label": "Namespace for documents that name none", size: 12 });
+    const force = h("input", { type: "checkbox", id: "apply-force" });
     const results = h("ol", { id: "apply-results", class: "results", "aria-live": "polite" });
+    const buttons = [];
     const run = (dryRun) => async (event) => {
       event.preventDefault();
-      await applyAll(text.value, namespace.value.trim() || "default", dryRun, results);
+      // One run at a time: a second click would send every document again, interleaved.
+      buttons.forEach((b) => (b.disabled = true));
+      try {
+        await applyAll(text.value, namespace.value.trim() || "default", { dryRun, force: force.checked }, results);
+      } finally {
+        buttons.forEach((b) => (b.disabled = false));
+      }
     };
+    const validate = h("button", { type: "button", id: "apply-validate", onclick: run(true) }, "Validate");
+    const submit = h("button", { type: "submit", id: "apply-submit", class: "primary" }, "Apply");
+    buttons.push(validate, submit);
     file.addEventListener("change", async () => {
       if (file.files[0]) text.value = await file.files[0].text();
     });
@@ -27,7 +38,15 @@ export default {
         "form",
         { class: "apply", onsubmit: run(false) },
         text,
-        h("div", { class: "toolbar" }, h("label", {}, "Upload ", file), h("label", {}, "Default namespace ", namespace), h("button", { type: "button", id: "apply-validate", onclick: run(true) }, "Validate"), h("button", { type: "submit", id: "apply-submit", class: "primary" }, "Apply")),
+        h(
+          "div",
+          { class: "toolbar" },
+          h("label", {}, "Upload ", file),
+          h("label", {}, "Default namespace ", namespace),
+          h("label", { title: "Take over fields another manager set (kubectl apply --server-side --force-conflicts)" }, force, " Force conflicts"),
+          validate,
+          submit,
+        ),
       ),
       results,
     );
@@ -60,7 +79,11 @@ const unquote = (v) => v.trim().replace(/^(["'])(.*)\1$/, "$2");
  * and flow forms of `metadata`).
  */
 export function identify(text) {
-  const trimmed = text.trim();
+  const trimmed = text
+    .split("\n")
+    .filter((l) => !l.trim().startsWith("#"))
+    .join("\n")
+    .trim();
   if (trimmed.startsWith("{")) {
     try {
       const o = JSON.parse(trimmed);
@@ -81,7 +104,8 @@ export function identify(text) {
     if (flow) {
       for (const part of flow[1].split(",")) {
         const [k, ...v] = part.split(":");
-        if (k.trim() === "name" || k.trim() === "namespace") found[k.trim()] = unquote(v.join(":"));
+        const field = unquote(k);
+        if (field === "name" || field === "namespace") found[field] = unquote(v.join(":"));
       }
     } else {
       let indent = null;
@@ -103,19 +127,26 @@ const discovery = new Map();
 /** The resource of `kind` in `apiVersion` (its plural and whether it is namespaced), from discovery. */
 async function resourceOf(apiVersion, kind) {
   const base = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-  if (!discovery.has(base)) discovery.set(base, get(base).catch((e) => (discovery.delete(base), Promise.reject(e))));
-  let list;
-  try {
-    list = await discovery.get(base);
-  } catch (error) {
-    throw new Error(`the server does not serve apiVersion ${apiVersion} (${error.message})`);
+  const lookup = async () => {
+    if (!discovery.has(base)) discovery.set(base, get(base).catch((e) => (discovery.delete(base), Promise.reject(e))));
+    try {
+      const list = await discovery.get(base);
+      return [list, list.resources.find((r) => r.kind === kind && !r.name.includes("/"))];
+    } catch (error) {
+      throw new Error(`the server does not serve apiVersion ${apiVersion} (${error.message})`);
+    }
+  };
+  let [list, resource] = await lookup();
+  if (!resource) {
+    // The kind may have been added since this page asked (a CRD applied a moment ago, say).
+    discovery.delete(base);
+    [list, resource] = await lookup();
   }
-  const resource = list.resources.find((r) => r.kind === kind && !r.name.includes("/"));
   if (!resource) throw new Error(`apiVersion ${apiVersion} has no kind ${kind}; it serves ${list.resources.filter((r) => !r.name.includes("/")).map((r) => r.kind).join(", ")}`);
   return { base, plural: resource.name, namespaced: resource.namespaced };
 }
 
-async function applyAll(text, defaultNamespace, dryRun, results) {
+async function applyAll(text, defaultNamespace, options, results) {
   const documents = splitDocuments(text);
   fill(results);
   if (documents.length === 0) {
@@ -125,13 +156,18 @@ async function applyAll(text, defaultNamespace, dryRun, results) {
   for (const [index, document] of documents.entries()) {
     const item = h("li", { class: "pending" }, `document ${index + 1} (line ${document.line}): …`);
     results.append(item);
-    await applyOne(document, index, defaultNamespace, dryRun, item);
+    await applyOne(document, index, defaultNamespace, options, item);
   }
 }
 
-async function applyOne(document, index, defaultNamespace, dryRun, item) {
+async function applyOne(document, index, defaultNamespace, { dryRun, force }, item) {
   const where = `document ${index + 1} (line ${document.line})`;
   const { apiVersion, kind, name, namespace } = identify(document.text);
+  if (kind && /List$/.test(kind)) {
+    fill(item, h("b", {}, where), `: a ${kind} cannot be applied as one object; put its items in documents of their own, separated by ---`);
+    item.className = "error";
+    return;
+  }
   const missing = [!apiVersion && "apiVersion", !kind && "kind", !name && "metadata.name"].filter(Boolean);
   if (missing.length) {
     fill(item, h("b", {}, where), `: needs ${missing.join(", ")} to be applied`);
@@ -142,7 +178,8 @@ async function applyOne(document, index, defaultNamespace, dryRun, item) {
   try {
     const resource = await resourceOf(apiVersion, kind);
     const scope = resource.namespaced ? `/namespaces/${encodeURIComponent(namespace || defaultNamespace)}` : "";
-    const params = new URLSearchParams({ fieldManager: FIELD_MANAGER, force: "true", fieldValidation: "Strict" });
+    const params = new URLSearchParams({ fieldManager: FIELD_MANAGER, fieldValidation: "Strict" });
+    if (force) params.set("force", "true");
     if (dryRun) params.set("dryRun", "All");
     const response = await call("PATCH", `${resource.base}${scope}/${resource.plural}/${encodeURIComponent(name)}?${params}`, { body: document.text, contentType: "application/apply-patch+yaml" });
     const verb = response.status === 201 ? "created" : "configured";

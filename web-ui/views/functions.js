@@ -35,8 +35,12 @@ export default {
       syncRows(tbody, functions, (f) => functionRow(f, history.get(keyOf(f))));
       empty.hidden = functions.length > 0;
     };
+    let sampling = false;
     const sampler = setInterval(async () => {
+      if (sampling) return; // a slow round is not overlapped by the next
+      sampling = true;
       await Promise.all(functions.map((f) => sample(f, history)));
+      sampling = false;
       render();
     }, SAMPLE_EVERY_MS);
     const stop = watchAll(["/apis/flotilla.dev/v1/functions"], (live) => {
@@ -45,7 +49,7 @@ export default {
       // A Function seen for the first time gets its first sample now, so the rate of what
       // happens from here on shows at the next tick rather than the one after.
       const unseen = functions.filter((f) => !history.has(keyOf(f)));
-      for (const f of unseen) history.set(keyOf(f), { last: null, rate: [], latency: [], error: "" });
+      for (const f of unseen) history.set(keyOf(f), { last: null, rate: [], latency: [], error: "", samples: 0 });
       Promise.all(unseen.map((f) => sample(f, history))).then(render);
       render();
     });
@@ -81,7 +85,7 @@ function total(text, metric) {
 
 async function sample(f, history) {
   const key = keyOf(f);
-  const entry = history.get(key) || { last: null, rate: [], latency: [], error: "" };
+  const entry = history.get(key) || { last: null, rate: [], latency: [], error: "", samples: 0 };
   history.set(key, entry);
   try {
     const { value: text } = await call("GET", `${functionPath(f.metadata.namespace, f.metadata.name)}/metrics`);
@@ -90,6 +94,8 @@ async function sample(f, history) {
       const elapsed = (now.at - entry.last.at) / 1000;
       const requests = Math.max(0, now.count - entry.last.count);
       const timed = Math.max(0, now.timed - entry.last.timed);
+      if (elapsed < 0.2) return; // too close to the last sample to say anything
+      entry.samples += 1;
       entry.rate.push(requests / elapsed);
       entry.latency.push(timed > 0 ? ((now.seconds - entry.last.seconds) / timed) * 1000 : 0);
       if (entry.rate.length > SAMPLES) entry.rate.shift();
@@ -112,13 +118,22 @@ function functionRow(f, stats) {
   const cells = () => [
     h("b", {}, f.metadata.name),
     f.metadata.namespace,
-    s.url ? h("a", { href: s.url, rel: "noreferrer", target: "_blank" }, s.url) : h("span", { class: "muted" }, "not routable yet"),
+    s.url ? (isWebUrl(s.url) ? h("a", { href: s.url, rel: "noreferrer", target: "_blank" }, s.url) : s.url) : h("span", { class: "muted" }, "not routable yet"),
     h("span", { class: "instances", dataset: { ready: s.readyInstances ?? 0, desired: s.desiredInstances ?? 0 } }, `${s.readyInstances ?? 0}/${s.desiredInstances ?? 0}`, (s.desiredInstances ?? 0) === 0 ? h("span", { class: "muted" }, " (scaled to zero)") : ""),
     stats?.error ? h("span", { class: "muted", title: stats.error }, "metrics unavailable") : h("span", { class: "spark" }, sparkline(stats?.rate || [], `requests per second of ${key}`), h("span", { class: "rate" }, rateText)),
     h("span", { class: "spark" }, sparkline(stats?.latency || [], `mean latency of ${key}`), latencyText),
     h("button", { type: "button", class: "small", dataset: { invoke: key }, "aria-label": `Invoke ${key}` }, "Invoke"),
   ];
-  return { key, cells, signature: JSON.stringify([f.metadata.resourceVersion, stats?.rate.length, stats?.last?.count, stats?.error]) };
+  return { key, cells, signature: JSON.stringify([f.metadata.resourceVersion, stats?.samples, stats?.error]) };
+}
+
+/** Only http(s) addresses become links: a status written by anyone with API access must not run script here. */
+function isWebUrl(text) {
+  try {
+    return ["http:", "https:"].includes(new URL(text).protocol);
+  } catch {
+    return false;
+  }
 }
 
 function openInvoke(event, section) {

@@ -70,7 +70,13 @@ export default {
         }
       }
       if (events.synced) {
-        const mine = newestEvents([...events.items.values()].filter((e) => e.involvedObject?.kind === "Pod" && e.involvedObject.name === name && (e.involvedObject.namespace || e.metadata.namespace) === namespace));
+        // By uid too: a pod deleted and created again under its name has events of its own.
+        const uid = pods.items.get(key)?.metadata.uid;
+        const mine = newestEvents(
+          [...events.items.values()].filter(
+            (e) => e.involvedObject?.kind === "Pod" && e.involvedObject.name === name && (e.involvedObject.namespace || e.metadata.namespace) === namespace && (!uid || !e.involvedObject.uid || e.involvedObject.uid === uid),
+          ),
+        );
         fill(
           eventsList,
           mine.length === 0
@@ -135,7 +141,11 @@ function followLogs(basePath, container, follow, view, state) {
     const atBottom = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
     view.append(batch);
     batch = "";
-    if (lines > MAX_LOG_LINES) view.textContent = view.textContent.split("\n").slice(-MAX_LOG_LINES).join("\n");
+    // Trimmed in chunks, so a chatty container does not cost a full re-split every frame.
+    if (lines > MAX_LOG_LINES * 1.2) {
+      view.textContent = view.textContent.split("\n").slice(-MAX_LOG_LINES).join("\n");
+      lines = MAX_LOG_LINES;
+    }
     if (atBottom) view.scrollTop = view.scrollHeight;
   };
   state.textContent = follow ? "following…" : "loading…";

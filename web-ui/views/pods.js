@@ -19,7 +19,7 @@ export default {
     const labels = h("input", { id: "pod-labels", type: "search", placeholder: "app=web,tier!=db", "aria-label": "Label selector", value: query.get("labels") || "" });
     const text = h("input", { id: "pod-text", type: "search", placeholder: "name, node or reason", "aria-label": "Search pods", value: query.get("q") || "" });
     phase.value = query.get("phase") || "";
-    const summary = h("p", { id: "pod-count", class: "muted", "aria-live": "polite" });
+    const summary = h("p", { id: "pod-count", class: "muted" });
     let limit = PAGE;
     const more = h("button", { type: "button", id: "pod-more", hidden: true, onclick: () => ((limit += PAGE), render()) }, "Show more");
     const tbody = h("tbody", { id: "pod-rows" });
@@ -102,7 +102,7 @@ function podRow(p, now) {
     ns,
     readyContainers(p),
     h("span", { class: `phase phase-${phase}` }, phase),
-    reason ? h("span", { class: /BackOff|Error|OOM|Failed|Err|Deadline|Evicted|Unschedulable/.test(reason) ? "reason bad" : "reason" }, reason) : "",
+    reason ? h("span", { class: /BackOff|Error|OOM|Failed|Err|Deadline|Evicted|Unschedulable|ExitCode|Signal/.test(reason) ? "reason bad" : "reason" }, reason) : "",
     restarts(p),
     p.spec?.nodeName || "",
     age(p.metadata.creationTimestamp, now),

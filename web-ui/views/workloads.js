@@ -61,7 +61,7 @@ function button(action, label, key, text = label) {
 
 function actions(key, ...names) {
   const labels = { down: ["Scale down", "−"], up: ["Scale up", "+"], restart: ["Restart", "Restart"], delete: ["Delete", "Delete"] };
-  return h("td", { class: "actions" }, names.map((n) => button(n, labels[n][0], key, labels[n][1])));
+  return h("td", { class: "actions" }, h("div", {}, names.map((n) => button(n, labels[n][0], key, labels[n][1]))));
 }
 
 function row(item, cells, signatureParts, className) {
@@ -78,7 +78,7 @@ function deploymentRow(d, now) {
   const moving = (s.observedGeneration || 0) < (d.metadata.generation || 0) || updated < desired || (s.replicas || 0) > updated || available < desired;
   const key = `${d.metadata.namespace}/${d.metadata.name}`;
   const rollout = moving
-    ? meter("Rollout", Math.min(updated, ready), desired, `rolling out: ${updated} of ${desired} updated, ${ready} ready${(s.replicas || 0) > updated ? `, ${s.replicas - updated} old` : ""}`)
+    ? meter("Rollout", Math.min(updated, ready), desired, `rolling out: ${updated} of ${desired} updated, ${ready} ready${(s.replicas || 0) > updated ? `, ${s.replicas - updated} old` : ""}`, true)
     : h("span", { class: "badge ok" }, "complete");
   return row(
     d,
@@ -105,7 +105,7 @@ function jobRow(job, now) {
   const key = `${job.metadata.namespace}/${job.metadata.name}`;
   return row(
     job,
-    [job.metadata.name, job.metadata.namespace, meter("Completions", s.succeeded || 0, completions, `${s.succeeded || 0}/${completions}`), s.active || 0, s.failed || 0, h("span", { class: `badge ${state === "Complete" ? "ok" : state === "Failed" ? "bad" : "warn"}`, title: done?.message || "" }, state), age(job.metadata.creationTimestamp, now), actions(key, "delete")],
+    [job.metadata.name, job.metadata.namespace, meter("Completions", s.succeeded || 0, completions, `${s.succeeded || 0}/${completions}`, true), s.active || 0, s.failed || 0, h("span", { class: `badge ${state === "Complete" ? "ok" : state === "Failed" ? "bad" : "warn"}`, title: done?.message || "" }, state), age(job.metadata.creationTimestamp, now), actions(key, "delete")],
     [s.succeeded, s.active, s.failed, state, age(job.metadata.creationTimestamp, now)],
   );
 }
@@ -119,11 +119,14 @@ function daemonSetRow(ds, now) {
   const key = `${ds.metadata.namespace}/${ds.metadata.name}`;
   return row(
     ds,
-    [ds.metadata.name, ds.metadata.namespace, `${ready}/${desired}`, updated, moving ? meter("Rollout", updated, desired, `${updated} of ${desired} updated`) : h("span", { class: "badge ok" }, "complete"), age(ds.metadata.creationTimestamp, now), actions(key, "restart", "delete")],
+    [ds.metadata.name, ds.metadata.namespace, `${ready}/${desired}`, updated, moving ? meter("Rollout", updated, desired, `${updated} of ${desired} updated`, true) : h("span", { class: "badge ok" }, "complete"), age(ds.metadata.creationTimestamp, now), actions(key, "restart", "delete")],
     [desired, ready, updated, moving, age(ds.metadata.creationTimestamp, now)],
     moving ? "moving" : "",
   );
 }
+
+/** Replicas asked for by the last scale click per Deployment, until the watch catches up. */
+const pendingReplicas = new Map();
 
 async function act(event, kind) {
   const target = event.target.closest("button[data-action]");
@@ -135,8 +138,11 @@ async function act(event, kind) {
   const what = `${kind.id.replace(/s$/, "")} ${key}`;
   try {
     if (action === "up" || action === "down") {
-      const current = list(kind.path).items.get(key)?.spec?.replicas ?? 1;
+      // Quick clicks count from the last target asked for, not from what the watch has shown.
+      const current = pendingReplicas.get(key) ?? list(kind.path).items.get(key)?.spec?.replicas ?? 1;
       const replicas = Math.max(0, current + (action === "up" ? 1 : -1));
+      pendingReplicas.set(key, replicas);
+      setTimeout(() => pendingReplicas.get(key) === replicas && pendingReplicas.delete(key), 2000);
       await mergePatch(path, { spec: { replicas } });
       toast(`Scaled ${what} to ${replicas}`);
     } else if (action === "restart") {
