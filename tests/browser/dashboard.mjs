@@ -13,6 +13,7 @@
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { createInterface } from "node:readline";
 import assert from "node:assert/strict";
 
 const server = process.env.FLOTILLA_SERVER;
@@ -23,6 +24,14 @@ const WAIT = 30_000;
 const HISTORY = Number(process.env.WATCH_HISTORY || 300);
 assert(server && token && process.env.KUBECONFIG && process.env.MANIFESTS, "FLOTILLA_SERVER, FLOTILLA_TOKEN, KUBECONFIG and MANIFESTS must be set");
 mkdirSync(artifacts, { recursive: true });
+
+// The test that runs this script restarts the cluster when asked on stdout, and says so on stdin.
+const fromTest = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function restartCluster() {
+  console.log("RESTART-CLUSTER");
+  const { value } = await fromTest.next();
+  assert.equal(value, "restarted", "the test did not restart the cluster");
+}
 
 function kubectl(args, input) {
   return execFileSync("kubectl", args, { input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
@@ -59,6 +68,11 @@ page.on("request", (request) => {
     podRequests.push({ watch: url.searchParams.get("watch") === "1", resourceVersion: url.searchParams.get("resourceVersion") || "" });
   }
 });
+/** The pod list was watched again from a resourceVersion, and not listed afresh. */
+function assertResumed(requests) {
+  assert(requests.some((r) => r.watch && r.resourceVersion), `no resumed watch: ${JSON.stringify(requests)}`);
+  assert(!requests.some((r) => !r.watch), `listed again instead of resuming: ${JSON.stringify(requests)}`);
+}
 let navigations = 0;
 page.on("framenavigated", (frame) => {
   if (frame === page.mainFrame()) navigations += 1;
@@ -165,9 +179,7 @@ try {
     const before = podRequests.length;
     await page.click('nav a[href="#/pods"]');
     await page.locator('#pod-rows tr[data-key="default/while-away"]').waitFor({ timeout: WAIT });
-    const since = podRequests.slice(before);
-    assert(since.some((r) => r.watch && r.resourceVersion), `no resumed watch: ${JSON.stringify(since)}`);
-    assert(!since.some((r) => !r.watch), `listed again instead of resuming: ${JSON.stringify(since)}`);
+    assertResumed(podRequests.slice(before));
   });
 
   await run("a list whose resourceVersion is too old is listed again (410 Gone)", async () => {
@@ -182,6 +194,19 @@ try {
     const since = podRequests.slice(before);
     assert(since.some((r) => !r.watch), `no relist after 410: ${JSON.stringify(since)}`);
     await page.locator("#connection.up").waitFor({ timeout: WAIT });
+  });
+
+  await run("after the API server is killed and restarted, the lists resume", async () => {
+    await page.click('nav a[href="#/pods"]');
+    await page.locator('#pod-rows tr[data-key="default/while-away"]').waitFor({ timeout: WAIT });
+    const before = podRequests.length;
+    const reconnecting = page.locator("#connection.down").waitFor({ timeout: WAIT });
+    await restartCluster();
+    await reconnecting;
+    kubectl(["apply", "-f", "-"], podYaml("after-restart", "ticker", ["1000"]));
+    await page.locator('#pod-rows tr[data-key="default/after-restart"] .phase-Running').waitFor({ timeout: WAIT });
+    await page.locator("#connection.up").waitFor({ timeout: WAIT });
+    assertResumed(podRequests.slice(before));
   });
 
   await run("read a pod's logs as they are written", async () => {
@@ -341,6 +366,7 @@ try {
   process.exit(1);
 }
 await browser.close();
+process.exit(0); // stdin stays open for restart requests
 
 function podYaml(name, image, args) {
   return `apiVersion: v1

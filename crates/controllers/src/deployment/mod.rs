@@ -363,11 +363,15 @@ impl Rollout<'_> {
         }
     }
 
+    /// Whether an old ReplicaSet still has a pod that is running or on its way out. A pod
+    /// being deleted counts even once its phase is final: the node reports the stopped
+    /// container a moment before it removes the pod, and Recreate promises that no new pod
+    /// exists beside an old one.
     fn old_pods_running(&self) -> bool {
         let old_uids: Vec<String> = self.old.iter().filter_map(|rs| rs.uid()).collect();
         self.controller.pods.store().state().iter().any(|pod| {
             pod.namespace().as_deref() == Some(self.key.namespace.as_str())
-                && !pods::is_finished(pod)
+                && (!pods::is_finished(pod) || pod.metadata.deletion_timestamp.is_some())
                 && pods::controller_of(pod.as_ref()).is_some_and(|r| old_uids.contains(&r.uid))
         })
     }
