@@ -422,7 +422,7 @@ fn a_function_is_invoked_and_measured_through_the_api() -> anyhow::Result<()> {
     assert_eq!(missing.json()["reason"], "NotFound");
 
     // The dashboard that uses these is served by the API server itself.
-    let page = cluster.http("GET", "/", None)?;
+    let page = flotilla_e2e::request(&cluster.server, "GET", "/", &[("Accept", "text/html")], "")?;
     assert_eq!(page.status, 200);
     assert_eq!(page.header("content-type"), ["text/html; charset=utf-8"]);
     assert!(

@@ -27,9 +27,41 @@ struct Assets;
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// `GET /`.
+/// `GET /`: the page for browsers (they ask for `text/html`); for API clients, such as
+/// `kubectl get --raw /`, the paths the server answers, as Kubernetes' root lists them.
 pub async fn index(headers: HeaderMap) -> Response {
-    serve("index.html", &headers)
+    let wants_page = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_page {
+        serve("index.html", &headers)
+    } else {
+        axum::Json(serde_json::json!({ "paths": root_paths() })).into_response()
+    }
+}
+
+fn root_paths() -> Vec<String> {
+    let mut paths: Vec<String> = [
+        "/api",
+        "/api/v1",
+        "/apis",
+        "/healthz",
+        "/livez",
+        "/openapi/v2",
+        "/openapi/v3",
+        "/readyz",
+        "/version",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (group, version) in flotilla_api::resource::groups() {
+        paths.push(format!("/apis/{group}"));
+        paths.push(format!("/apis/{group}/{version}"));
+    }
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// `GET /ui/{*file}`.

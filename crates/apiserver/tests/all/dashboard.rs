@@ -49,7 +49,12 @@ fn header_of<'a>(response: &'a Response, name: &str) -> &'a str {
 #[tokio::test]
 async fn the_dashboard_is_served_without_a_token_under_a_strict_policy() {
     let (_dir, router) = crate::router(Some("s3cret")).await;
-    let (page, html) = call(&router, "GET", "/", "text/plain", Body::empty()).await;
+    let browser = Request::builder()
+        .uri("/")
+        .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+        .body(Body::empty())
+        .unwrap();
+    let (page, html) = send(&router, browser).await;
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(header_of(&page, "content-type"), "text/html; charset=utf-8");
     assert_eq!(header_of(&page, "content-security-policy"), POLICY);
@@ -62,6 +67,22 @@ async fn the_dashboard_is_served_without_a_token_under_a_strict_policy() {
             .starts_with("<!doctype html"),
         "{html}"
     );
+    // An API client asking for the root gets its paths, as from Kubernetes.
+    let (root, paths) = call(&router, "GET", "/", "", Body::empty()).await;
+    assert_eq!(root.status(), StatusCode::OK);
+    let paths = json_of(&paths)["paths"].clone();
+    for path in [
+        "/api",
+        "/apis",
+        "/apis/apps/v1",
+        "/apis/flotilla.dev/v1",
+        "/version",
+    ] {
+        assert!(
+            paths.as_array().unwrap().iter().any(|p| p == path),
+            "{path} missing from {paths}"
+        );
+    }
     let web_ui = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web-ui");
     // The page is public; the cluster's data is not.
     let (pods, status) = call(&router, "GET", "/api/v1/pods", "", Body::empty()).await;
