@@ -217,7 +217,9 @@ try {
     // Following: later ticks arrive without asking again.
     await page.waitForFunction((n) => document.querySelector("#pod-logs").textContent.split("\n").filter(Boolean).length > n + 3, first, { timeout: WAIT });
     await page.click("#yaml-details summary");
-    assert.match(await page.textContent("#pod-yaml"), /name: ticker-live/);
+    const yaml = await page.textContent("#pod-yaml");
+    assert.match(yaml, /name: ticker-live/);
+    assert.doesNotMatch(yaml, /managedFields/, "kubectl hides managedFields by default");
     await shot("pod-detail");
   });
 

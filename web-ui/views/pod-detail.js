@@ -121,7 +121,9 @@ function renderPod(pod, summary, containers, yaml) {
     }),
   );
   const open = yaml.closest("details")?.open;
-  yaml.textContent = toYaml(pod);
+  // As kubectl get -o yaml shows it: managedFields only on request.
+  const { managedFields: _, ...metadata } = pod.metadata;
+  yaml.textContent = toYaml({ ...pod, metadata });
   if (open) yaml.closest("details").open = true;
 }
 
