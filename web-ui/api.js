@@ -248,7 +248,7 @@ export function activeLists() {
 /** Subscribes to several lists; calls `render` when any changes; answers an unsubscribe. */
 export function watchAll(paths, render) {
   const watched = paths.map(list);
-  const redraw = () => render(...watched.map((l) => l));
+  const redraw = () => render(...watched);
   const stops = watched.map((l) => l.subscribe(redraw));
   redraw();
   return () => stops.forEach((stop) => stop());
